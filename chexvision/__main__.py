@@ -1,0 +1,5 @@
+import sys
+
+from chexvision.cli import main
+
+sys.exit(main())

@@ -1,0 +1,18 @@
+"""numpy_nn: a neural-network library written by hand in NumPy.
+
+Every forward and every backward is derived and coded here (no autograd); names, arguments,
+defaults and layouts follow ``torch.nn`` / ``torch.optim`` so the two can be read side by side.
+This package never imports torch.
+"""
+
+from . import init
+from .layers import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .module import Identity, Module, Parameter, Sequential
+from .rng import default_generator, manual_seed
+from .serialization import load, save
+
+__all__ = [
+    "Parameter", "Module", "Sequential", "Identity",
+    "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten",
+    "init", "manual_seed", "default_generator", "save", "load",
+]
