@@ -1,0 +1,408 @@
+"""Evaluation artifacts: metrics.json, raw scores, plots and a model-card style REPORT.md.
+
+``write_evaluation`` is what ``python -m chexvision evaluate`` calls once a track has scored the
+validation and test images. The decision threshold is chosen on validation only and then
+applied unchanged to the test split, so the test numbers are an honest estimate.
+
+Everything is computed and every plot rendered in memory first; only then are files written,
+each atomically, ``metrics.json`` last. A run directory therefore never holds half an evaluation:
+if ``metrics.json`` is there, the files it lists are the ones that go with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from numpy_nn.serialization import atomic_write
+
+from . import metrics as M
+from . import plots
+from .errors import UserError
+
+SCHEMA = "chexvision.metrics/1"
+ALPHA = 0.05  # the CI written is the 95% percentile-bootstrap interval
+THRESHOLD_RULE = "predict abnormal (1) when score >= threshold"
+
+# Every file write_evaluation may write; those not written by a call are removed (stale).
+ARTIFACTS = (
+    "metrics.json", "REPORT.md", "val_scores.npy", "val_labels.npy", "test_scores.npy", "test_labels.npy",
+    "loss_curve.png", "roc.png", "pr.png", "confusion.png", "confusion_val.png",
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _jsonable(obj):
+    """Plain JSON types: numpy -> Python, tuples -> lists, Paths -> str, nan/inf -> None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return str(obj)
+
+
+def _check_split(name: str, scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(scores float64, labels int64)``; a user-facing ``UserError`` otherwise."""
+    try:
+        y, s = M._check_pair(labels, scores, "scores", scores=True)
+    except ValueError as e:
+        raise UserError(f"{name} split: {e}") from e
+    return s, y
+
+
+def split_metrics(scores, labels, threshold: float, *, n_boot: int = 1000, seed: int = 0, name: str = "") -> dict:
+    """All numbers reported for one split at a given threshold (plain Python types, nan kept).
+
+    Keys: ``name``, the ``binary_metrics`` keys (counts, rates, accuracy, balanced_accuracy,
+    precision, recall, specificity, f1, tn/fp/fn/tp, threshold), ``roc_auc``, ``roc_auc_ci95``
+    ([lo, hi]), ``bootstrap_skipped`` (resamples with one class), ``average_precision``,
+    ``youden_j`` (recall + specificity − 1), ``confusion_matrix`` ([[tn, fp], [fn, tp]]),
+    ``roc_curve`` ({fpr, tpr, thresholds}; thresholds[0] is inf) and ``pr_curve``
+    ({precision, recall, thresholds}) as NumPy arrays, exact, collinear intermediate points dropped.
+    """
+    s, y = _check_split(name or "evaluated", scores, labels)
+    out = {"name": name}
+    out.update(M.binary_metrics(y, s, threshold))
+    out["youden_j"] = out["recall"] + out["specificity"] - 1
+    out["roc_auc"] = M.roc_auc_score(y, s)
+    if out["n_positive"] and out["n_negative"]:
+        samples = M.bootstrap_auc_samples(y, s, n_boot=n_boot, seed=seed)
+        out["roc_auc_ci95"] = list(M.percentile_ci(samples, ALPHA))
+        out["bootstrap_skipped"] = int(np.isnan(samples).sum())
+    else:
+        out["roc_auc_ci95"] = [math.nan, math.nan]
+        out["bootstrap_skipped"] = n_boot
+    out["average_precision"] = M.average_precision_score(y, s)
+    out["confusion_matrix"] = [[out["tn"], out["fp"]], [out["fn"], out["tp"]]]
+    fpr, tpr, thr = M.roc_curve(y, s, drop_intermediate=True)
+    out["roc_curve"] = {"fpr": fpr, "tpr": tpr, "thresholds": thr}
+    prec, rec, thr = M.precision_recall_curve(y, s, drop_intermediate=True)
+    out["pr_curve"] = {"precision": prec, "recall": rec, "thresholds": thr}
+    return out
+
+
+# ----------------------------------------------------------------------------- REPORT.md
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    return f"{v:.{digits}f}"
+
+
+def _md_cell(v) -> str:
+    return str(v).replace("|", "\\|")
+
+
+def _flat_config(config, prefix: str = "") -> list[tuple[str, object]]:
+    rows = []
+    if isinstance(config, dict):
+        for k, v in config.items():
+            rows += _flat_config(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return rows
+
+
+_METHOD_TEXT = {
+    "youden": "maximises Youden's J = sensitivity + specificity − 1 on the validation split",
+    "sensitivity": "the highest threshold reaching sensitivity >= {value} on the validation split",
+    "fixed": "fixed by the user at {value}",
+}
+
+
+def _training_summary(history: list[dict]) -> dict:
+    summary = {"epochs": len(history)}
+    aucs = [(h.get("val_auc"), h.get("epoch", i + 1)) for i, h in enumerate(history)]
+    aucs = [(a, e) for a, e in aucs if a is not None and math.isfinite(float(a))]
+    if aucs:
+        best, epoch = max(aucs, key=lambda t: t[0])
+        summary.update(best_val_auc=float(best), best_val_auc_epoch=epoch)
+    if history:
+        last = history[-1]
+        for key in ("train_loss", "train_data_loss", "val_loss", "val_auc"):
+            if last.get(key) is not None:
+                summary[f"final_{key}"] = float(last[key])
+    return summary
+
+
+MAX_CURVE_POINTS = 1000  # per curve in metrics.json; the exact curves follow from the saved scores
+
+
+def _thin_curve(curve: dict) -> dict:
+    """At most ``MAX_CURVE_POINTS`` evenly spaced points of a curve (both ends kept), as lists.
+
+    Indices are shared by all arrays; ``thresholds`` of a PR curve is one shorter (the final
+    (recall 0, precision 1) point has no threshold), so it keeps the indices it has.
+    """
+    keys = list(curve)
+    n = len(curve[keys[0]])
+    idx = np.unique(np.linspace(0, n - 1, min(n, MAX_CURVE_POINTS)).round().astype(np.int64))
+    out = {k: np.asarray(curve[k])[idx[idx < len(curve[k])]].tolist() for k in keys}
+    out["thinned"] = bool(n > MAX_CURVE_POINTS)
+    return out
+
+
+def _json_split(sp: dict | None) -> dict | None:
+    if sp is None:
+        return None
+    return {**sp, "roc_curve": _thin_curve(sp["roc_curve"]), "pr_curve": _thin_curve(sp["pr_curve"])}
+
+
+def _report_markdown(result: dict, files: list[str]) -> str:
+    val, test = result["val"], result.get("test")
+    splits = [val] + ([test] if test else [])
+    thr = result["threshold"]
+    lines = ["# CheXVision evaluation report", ""]
+    lines += [
+        "Binary screening of chest X-rays: **abnormal** (any finding, label 1) vs **normal** "
+        '("No Finding", label 0). Scores are the model\'s abnormality score; '
+        f"the decision rule is: {THRESHOLD_RULE}.",
+        "",
+    ]
+
+    rows = [(k, v) for k, v in _flat_config(result.get("config") or {}) if len(str(v)) <= 80]
+    if rows:
+        lines += ["## Model and run", "", "| setting | value |", "|---|---|"]
+        lines += [f"| {k} | {_md_cell(v)} |" for k, v in rows[:40]]
+        lines += [""]
+
+    lines += ["## Data", "", "| split | images | abnormal | normal | abnormal rate |", "|---|---:|---:|---:|---:|"]
+    for sp in splits:
+        lines.append(
+            f"| {sp['name']} | {_fmt(sp['n'])} | {_fmt(sp['n_positive'])} | {_fmt(sp['n_negative'])} | "
+            f"{_fmt(sp['positive_rate'])} |"
+        )
+    lines += [""]
+
+    header = "| metric | " + " | ".join(sp["name"] for sp in splits) + " |"
+    lines += ["## Results", "", f"At threshold {thr['value']:.6g} (chosen on validation).", "", header]
+    lines.append("|---|" + "---:|" * len(splits))
+
+    def row(label, fn):
+        lines.append(f"| {label} | " + " | ".join(fn(sp) for sp in splits) + " |")
+
+    row("ROC-AUC (95% bootstrap CI)", lambda sp: f"{_fmt(sp['roc_auc'])} ({_fmt(sp['roc_auc_ci95'][0])}–"
+        f"{_fmt(sp['roc_auc_ci95'][1])})")  # fmt: skip
+    row("average precision", lambda sp: _fmt(sp["average_precision"]))
+    row("accuracy", lambda sp: _fmt(sp["accuracy"]))
+    row("balanced accuracy", lambda sp: _fmt(sp["balanced_accuracy"]))
+    row("precision (PPV)", lambda sp: _fmt(sp["precision"]))
+    row("recall (sensitivity)", lambda sp: _fmt(sp["recall"]))
+    row("specificity", lambda sp: _fmt(sp["specificity"]))
+    row("F1", lambda sp: _fmt(sp["f1"]))
+    row("predicted abnormal rate", lambda sp: _fmt(sp["predicted_positive_rate"]))
+    row("TN / FP / FN / TP", lambda sp: " / ".join(_fmt(sp[k]) for k in ("tn", "fp", "fn", "tp")))
+    lines += [""]
+
+    method = _METHOD_TEXT[thr["method"]].format(value=thr["method_value"])
+    lines += [
+        "## Decision threshold",
+        "",
+        f"- value: **{thr['value']:.6g}** — {method}.",
+        f"- Youden's J on validation at this threshold: {_fmt(val['youden_j'])}.",
+        "- Chosen on the validation split only and applied unchanged to the test split; "
+        "the test split influenced no choice.",
+        "",
+    ]
+
+    training = result.get("training")
+    if training:
+        lines += ["## Training", "", f"- epochs: {training['epochs']}"]
+        if "best_val_auc" in training:
+            lines.append(
+                f"- best validation AUC: {_fmt(training['best_val_auc'])} at epoch {training['best_val_auc_epoch']}"
+            )
+        for key in ("final_train_loss", "final_val_loss"):
+            if key in training:
+                lines.append(f"- {key.replace('_', ' ')}: {_fmt(training[key], 4)}")
+        lines += [""]
+
+    figures = [f for f in files if f.endswith(".png")]
+    lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+
+    lines += ["## Caveats", ""]
+    if test:
+        lines.append(
+            f"- Abnormal rate differs between validation ({_fmt(val['positive_rate'])}) and {test['name']} "
+            f"({_fmt(test['positive_rate'])}); plain accuracy moves with prevalence (the NIH official test split "
+            "is more abnormal-heavy than train/val), so read balanced accuracy and ROC-AUC beside it."
+        )
+    lines += [
+        "- The bootstrap resamples images, not patients; with several images per patient the interval "
+        "is somewhat too narrow.",
+        "- NIH ChestX-ray14 labels were mined from radiology reports by NLP and are noisy; "
+        '"No Finding" is not a radiologist\'s confirmed normal.',
+        "- A threshold chosen on one population may not transfer to another prevalence, scanner or site; "
+        "re-choose it on local validation data.",
+        "",
+        "## Intended use",
+        "",
+        "Research and teaching only: comparing a hand-written NumPy network with its PyTorch twin. "
+        "Not a medical device; not for diagnosis, triage or any clinical decision.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the writer
+
+
+def _npy_writer(arr: np.ndarray):
+    return lambda f: np.save(f, arr, allow_pickle=False)
+
+
+def write_evaluation(
+    run_dir,
+    *,
+    val_scores,
+    val_labels,
+    test_scores=None,
+    test_labels=None,
+    history: list[dict] | None = None,
+    config=None,
+    threshold_method: str = "youden",
+    threshold_value: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    test_split_name: str = "test",
+) -> dict:
+    """Choose the threshold on validation, score validation and test, and write the artifacts.
+
+    Files written in ``run_dir``: ``metrics.json`` (everything below, nan/inf as null),
+    ``val_scores.npy``, ``val_labels.npy``, ``test_scores.npy``, ``test_labels.npy`` (with a test
+    split), ``loss_curve.png`` (with a history), ``roc.png``, ``pr.png``, ``confusion.png`` (test
+    split, or validation without one), ``confusion_val.png`` (with a test split) and ``REPORT.md``.
+    Artifacts of an earlier call that this call does not produce are removed.
+
+    Args:
+        run_dir: folder to write into (created if missing).
+        val_scores, val_labels: validation scores (higher = abnormal) and 0/1 labels, (n_val,).
+        test_scores, test_labels: the same for the test split, (n_test,), or both None.
+        history: per-epoch training dicts (see ``plots.plot_history``), or None.
+        config: the run's configuration (dict or dataclass), copied into metrics.json.
+        threshold_method, threshold_value: see ``metrics.choose_threshold``.
+        n_boot: bootstrap resamples for the AUC confidence intervals.
+        seed: bootstrap seed (validation uses ``seed``, test ``seed + 1``).
+        test_split_name: how the test split is named in the report (e.g. ``"test"``,
+            ``"chexpert_valid"``); its files keep the ``test_`` prefix.
+
+    Returns:
+        the metrics.json content as a dict, except that nan/inf stay floats and the curves are
+        the exact NumPy arrays (metrics.json thins each to <= ``MAX_CURVE_POINTS`` points): ``schema``,
+        ``threshold`` ({value, method, method_value, chosen_on, rule}), ``val``, ``test``
+        (None without a test split; each as ``split_metrics``), ``bootstrap``, ``training``,
+        ``config``, ``files``.
+
+    Raises:
+        UserError: a validation set with one class (the threshold is undefined), scores and
+            labels that do not match or are not finite / binary, or a bad threshold method.
+    """
+    run_dir = Path(run_dir)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise UserError(f"n_boot must be a positive integer, got {n_boot!r}")
+    vs, vy = _check_split("validation", val_scores, val_labels)
+    n_pos = int(vy.sum())
+    if n_pos == 0 or n_pos == vy.size:
+        only = "abnormal (1)" if n_pos else "normal (0)"
+        raise UserError(
+            f"the validation split has only one class ({vy.size} images, all {only}); the decision threshold "
+            "and validation AUC are undefined. Use a validation split holding both normal and abnormal images"
+        )
+    if (test_scores is None) != (test_labels is None):
+        raise UserError("test_scores and test_labels must be given together")
+    has_test = test_scores is not None
+    if has_test:
+        ts, ty = _check_split(test_split_name, test_scores, test_labels)
+
+    try:
+        threshold = M.choose_threshold(vy, vs, threshold_method, threshold_value)
+    except ValueError as e:
+        raise UserError(f"cannot choose the threshold: {e}") from e
+
+    val = split_metrics(vs, vy, threshold, n_boot=n_boot, seed=seed, name="val")
+    test = split_metrics(ts, ty, threshold, n_boot=n_boot, seed=seed + 1, name=test_split_name) if has_test else None
+    result = {
+        "schema": SCHEMA,
+        "threshold": {
+            "value": threshold,
+            "method": threshold_method,
+            "method_value": threshold_value,
+            "chosen_on": "val",
+            "rule": THRESHOLD_RULE,
+        },
+        "val": val,
+        "test": test,
+        "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed, "method": "percentile, images resampled"},
+        "training": _training_summary(history) if history else None,
+        "config": _jsonable(config),
+    }
+
+    # Render everything in memory first: a failure here leaves run_dir untouched.
+    splits = [val] + ([test] if test else [])
+    blobs: dict[str, object] = {
+        "val_scores.npy": _npy_writer(np.asarray(val_scores)),
+        "val_labels.npy": _npy_writer(vy),
+    }
+    if has_test:
+        blobs["test_scores.npy"] = _npy_writer(np.asarray(test_scores))
+        blobs["test_labels.npy"] = _npy_writer(ty)
+    if history:
+        blobs["loss_curve.png"] = plots.plot_history(history, None)
+    blobs["roc.png"] = plots.plot_roc(
+        {sp["name"]: (sp["roc_curve"]["fpr"], sp["roc_curve"]["tpr"], sp["roc_auc"]) for sp in splits}, None
+    )
+    blobs["pr.png"] = plots.plot_pr(
+        {
+            sp["name"]: (
+                sp["pr_curve"]["recall"],
+                sp["pr_curve"]["precision"],
+                sp["average_precision"],
+                sp["positive_rate"],
+            )
+            for sp in splits
+        },  # fmt: skip
+        None,
+    )
+    headline = test if test else val
+    blobs["confusion.png"] = plots.plot_confusion(
+        headline["confusion_matrix"], None, title=f"{headline['name']} at threshold {threshold:.4g}"
+    )
+    if test:
+        blobs["confusion_val.png"] = plots.plot_confusion(
+            val["confusion_matrix"], None, title=f"val at threshold {threshold:.4g}"
+        )
+    files = sorted([*blobs, "REPORT.md", "metrics.json"])
+    result["files"] = files
+    report_md = _report_markdown(result, files)
+    json_result = {**result, "val": _json_split(val), "test": _json_split(test)}
+    metrics_text = json.dumps(_jsonable(json_result), indent=1, allow_nan=False) + "\n"
+
+    for name, blob in blobs.items():
+        atomic_write(run_dir / name, blob if callable(blob) else (lambda f, b=blob: f.write(b)))
+    for stale in set(ARTIFACTS) - set(files):
+        (run_dir / stale).unlink(missing_ok=True)
+    atomic_write(run_dir / "REPORT.md", lambda f: f.write(report_md.encode("utf-8")))
+    atomic_write(run_dir / "metrics.json", lambda f: f.write(metrics_text.encode("utf-8")))
+    return result
