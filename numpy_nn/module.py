@@ -75,8 +75,13 @@ class Module:
         params = self.__dict__.get("_parameters")
         if params is None:
             raise AttributeError("call Module.__init__() before assigning attributes")
-        for store in (self._parameters, self._modules, self._buffers):
-            store.pop(name, None)
+        # Re-assigning an array to a registered buffer (``self.running_mean = new``) keeps it a
+        # buffer, in its place, as in torch; anything else (None included) unregisters it.
+        keep_buffer = name in self._buffers and isinstance(value, (np.ndarray, np.generic))
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if not keep_buffer:
+            self._buffers.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
