@@ -5,14 +5,20 @@ defaults and layouts follow ``torch.nn`` / ``torch.optim`` so the two can be rea
 This package never imports torch.
 """
 
-from . import init
+from . import init, losses, regularization
+from .gradcheck import GradcheckError, gradcheck, reseed_dropout
 from .layers import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Identity, Module, Parameter, Sequential
+from .regularization import penalty, penalty_backward
 from .rng import default_generator, manual_seed
 from .serialization import load, save
 
 __all__ = [
     "Parameter", "Module", "Sequential", "Identity",
     "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten",
-    "init", "manual_seed", "default_generator", "save", "load",
+    "BCEWithLogitsLoss", "MSELoss", "CrossEntropyLoss",
+    "penalty", "penalty_backward",
+    "gradcheck", "GradcheckError", "reseed_dropout",
+    "init", "losses", "regularization", "manual_seed", "default_generator", "save", "load",
 ]

@@ -1,0 +1,169 @@
+"""The training configuration: one dataclass, one comment per default.
+
+The defaults are the CheXVision-mini recipe (a 4096-1024-256-64-1 MLP on 64×64 images, Adam,
+dropout 0.3, label smoothing 0.05, cosine decay after a one-epoch warm-up), sized so that
+``python -m chexvision train --dataset synthetic`` learns its task in well under a minute on two
+CPU cores. ``train`` builds its command-line options from these defaults, and the whole config is
+saved as JSON in every checkpoint (``config.json``, key ``"train"``) next to the data config
+(key ``"data"``), so ``evaluate``, ``predict`` and ``--resume`` rebuild exactly the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .errors import UserError
+
+TRACKS = ("numpy", "torch")
+MODELS = ("mlp", "cnn")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULERS = ("cosine", "none")
+SCHEDULER_INTERVALS = ("epoch", "step")
+DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run, apart from the data (see ``chexvision.data``)."""
+
+    # -- engine -----------------------------------------------------------------------------------
+    track: str = "numpy"  # "numpy": the hand-written numpy_nn; "torch": the torch_ref twin
+    device: str = "cpu"  # torch track only: "cpu" or "cuda" (an error if CUDA is not available)
+    dtype: str = "float32"  # parameter and batch dtype; float64 for parity checks
+    lockstep: bool = False  # torch track: NumPy-drawn init and dropout masks, so it retraces the NumPy run
+
+    # -- model ------------------------------------------------------------------------------------
+    model: str = "mlp"  # "mlp" (CheXVision-mini) or "cnn" (numpy_nn.models.CNN, NCHW input)
+    hidden: tuple[int, ...] = (1024, 256, 64)  # MLP hidden widths (CheXVision-mini)
+    channels: tuple[int, ...] = (16, 32, 64)  # CNN stage widths: stem, middle stages, residual stage
+    dropout: float = 0.3  # p of every Dropout layer; 0 removes them
+
+    # -- optimisation -----------------------------------------------------------------------------
+    epochs: int = 8  # passes over the training split
+    batch_size: int = 64  # examples per mini-batch (the last, smaller batch is kept)
+    optimizer: str = "adam"  # "adam", "adamw" (decoupled decay), "sgd" (with momentum) or "rmsprop"
+    lr: float = 1e-3  # peak learning rate (reached after the warm-up)
+    momentum: float = 0.9  # SGD's momentum (Adam/AdamW use torch's betas=(0.9, 0.999), RMSprop alpha=0.99)
+    weight_decay: float = 1e-4  # the optimizer's weight decay, on weights only (never biases or norms)
+    l1: float = 0.0  # explicit L1 penalty λ₁·Σ|w| on weights, reported as the regularisation loss
+    l2: float = 0.0  # explicit L2 penalty λ₂·Σw² on weights, reported as the regularisation loss
+    label_smoothing: float = 0.05  # BCE targets y' = y(1−ε) + ε/2
+    pos_weight: float | str | None = None  # weight of abnormal examples in the loss; None = 1; "auto" = n_neg/n_pos
+
+    # -- learning-rate schedule -------------------------------------------------------------------
+    scheduler: str = "cosine"  # "cosine": LinearLR warm-up then CosineAnnealingLR; "none": constant lr
+    warmup_epochs: int = 1  # linear warm-up length in epochs, capped at epochs − 1 (0: cosine from the start)
+    warmup_start_factor: float = 0.1  # the warm-up starts at lr × this factor
+    min_lr: float = 0.0  # cosine floor (eta_min)
+    scheduler_interval: str = "epoch"  # step the schedule once per "epoch" or once per "step" (mini-batch)
+
+    # -- augmentation (training split only) -------------------------------------------------------
+    augment: bool = True  # apply the augmentations below to training batches
+    flip: bool = False  # horizontal flips (off: the heart sits on the left in a PA film)
+    noise_std: float = 0.02  # Gaussian pixel noise, std as a fraction of the 0–255 range (≈ 5 gray levels)
+    brightness: float = 0.1  # shift drawn from U(−b, b) of the 0–255 range, per image
+    contrast: float = 0.1  # contrast about the image mean scaled by U(1−c, 1+c), per image
+
+    # -- run control ------------------------------------------------------------------------------
+    seed: int = 0  # seeds init, batch order, augmentation and dropout (each a function of seed and epoch)
+    patience: int = 0  # stop after this many epochs without a better validation AUC (0: never)
+    threshold: str = "youden"  # how the stored decision threshold is chosen on validation
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.channels = tuple(int(c) for c in self.channels)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``UserError`` naming the first option that is out of range."""
+        choices = {
+            "track": TRACKS, "model": MODELS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
+            "scheduler_interval": SCHEDULER_INTERVALS, "dtype": DTYPES, "device": DEVICES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"--{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.epochs < 1:
+            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name in ("weight_decay", "l1", "l2", "momentum", "min_lr"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{_flag(name)} must be non-negative, got {getattr(self, name)}")
+        for name in ("noise_std", "brightness", "contrast"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.warmup_start_factor <= 1.0:
+            raise UserError(f"--warmup-start-factor must be in (0, 1], got {self.warmup_start_factor}")
+        if self.warmup_epochs < 0:
+            raise UserError(f"--warmup-epochs must be non-negative, got {self.warmup_epochs}")
+        if self.patience < 0:
+            raise UserError(f"--patience must be non-negative, got {self.patience}")
+        if not self.hidden and self.model == "mlp":
+            raise UserError("--hidden needs at least one width, e.g. --hidden 256,64")
+        if any(h < 1 for h in self.hidden):
+            raise UserError(f"--hidden widths must be positive, got {','.join(map(str, self.hidden))}")
+        if self.model == "cnn" and (len(self.channels) < 2 or any(c < 1 for c in self.channels)):
+            raise UserError(f"--channels needs at least two positive widths, got {','.join(map(str, self.channels))}")
+        if self.pos_weight not in (None, "auto") and not float(self.pos_weight) > 0:
+            raise UserError(f"--pos-weight must be positive or 'auto', got {self.pos_weight}")
+        if self.track == "numpy" and self.device != "cpu":
+            raise UserError("--device applies to the torch track only; the NumPy track runs on the CPU")
+        if self.lockstep and self.track != "torch":
+            raise UserError("--lockstep applies to the torch track only")
+        parse_threshold(self.threshold)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Rebuild from ``to_dict()`` output; unknown keys are an error, missing keys take defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise UserError(f"unknown training option(s) in config: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def parse_hidden(text: str, flag: str = "--hidden") -> tuple[int, ...]:
+    """``"1024,256,64"`` -> ``(1024, 256, 64)``; ``""`` -> ``()``."""
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated integers such as 256,64, got {text!r}") from None
+
+
+def parse_threshold(text: str) -> tuple[str, float | None]:
+    """``"youden"`` / ``"fixed:0.5"`` / ``"sensitivity:0.9"`` -> ``(method, value)`` for
+    ``chexvision.metrics.choose_threshold``."""
+    method, _, value = str(text).partition(":")
+    if method == "youden" and not value:
+        return "youden", None
+    if method in ("fixed", "sensitivity") and value:
+        try:
+            v = float(value)
+        except ValueError:
+            v = math.nan
+        if (method == "fixed" and math.isfinite(v)) or (method == "sensitivity" and 0 < v <= 1):
+            return method, v
+    raise UserError(f"--threshold takes youden, fixed:P (a number) or sensitivity:S (0 < S <= 1), got {text!r}")
+
+
+DEFAULTS = TrainConfig()

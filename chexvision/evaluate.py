@@ -1,0 +1,130 @@
+"""``python -m chexvision evaluate``: score a checkpoint on validation and test, write the report.
+
+The data are re-opened from the checkpoint's saved data config (same cache, same patient-disjoint
+split), standardised with the saved training statistics, and scored by either track
+(``--track``; a checkpoint from one track evaluates with the other to float tolerance). The
+threshold is chosen on validation only; the test split is touched here and nowhere else.
+``chexvision.report.write_evaluation`` writes ``metrics.json``, the scores, the plots and
+``REPORT.md`` into the run directory (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .config import DEVICES, TRACKS, parse_threshold
+from .errors import UserError
+
+HELP = "score a checkpoint on validation and test; write metrics.json, plots and REPORT.md"
+
+SCORE_BATCH = 256
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--checkpoint", metavar="DIR", required=True,
+                   help="a run directory (its best/ checkpoint is used) or a checkpoint folder")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="test: report validation and test (default); val: validation only")
+    p.add_argument("--track", choices=TRACKS, default=None, help="engine to score with (default: the training track)")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch track only (default: cpu)")
+    p.add_argument("--threshold", default=None,
+                   help="youden, fixed:P or sensitivity:S, chosen on validation (default: the training config's)")
+    p.add_argument("--out", metavar="DIR", default=None, help="where to write the report (default: the run directory)")
+    p.add_argument("--data-dir", dest="eval_data_dir", metavar="DIR", default=None,
+                   help="the dataset's folder, if it moved since training (e.g. a run trained on Kaggle)")
+    p.add_argument("--cache", dest="eval_cache", metavar="DIR", default=None,
+                   help="the preprocessing cache folder, if it moved since training")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for AUC intervals (default: 1000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_engine(checkpoint: ckpt.Checkpoint, track: str | None = None, device: str = "cpu"):
+    """An engine of ``track`` (default: the training track) holding the checkpoint's weights."""
+    from .tracks import make_engine
+
+    train = checkpoint.train
+    track = track or train["track"]
+    engine = make_engine(track, checkpoint.model_spec, dtype=train["dtype"], device=device)
+    engine.load_model_state(checkpoint.model_state(), source=str(checkpoint.dir / ckpt.MODEL_FILE))
+    return engine
+
+
+def load_standardizer(checkpoint: ckpt.Checkpoint):
+    from .data import Standardizer
+
+    try:
+        return Standardizer.from_arrays(checkpoint.standardizer_arrays())
+    except (KeyError, ValueError) as e:
+        raise UserError(f"{checkpoint.dir / ckpt.STANDARDIZER_FILE}: not a standardizer ({e})") from None
+
+
+def relocated_data_config(data_cfg: dict, data_dir: str | None, cache: str | None) -> dict:
+    """The saved data config with its dataset / cache folders replaced where given."""
+    cfg = dict(data_cfg)
+    if data_dir is not None:
+        cfg["data_dir"] = data_dir
+    if cache is not None:
+        cfg["cache"] = cache
+    return cfg
+
+
+def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """P(abnormal) and labels of the images ``idx``, in order."""
+    from numpy_nn.layers import sigmoid
+
+    from .data import BatchLoader
+
+    loader = BatchLoader(ds, idx, SCORE_BATCH, standardizer, shuffle=False, layout=layout, dtype=np.dtype(dtype))
+    return sigmoid(engine.logits(loader)), ds.labels[idx]
+
+
+def run(args) -> int:
+    from .data import open_dataset
+    from .report import write_evaluation
+    from .tracks import layout
+
+    checkpoint = ckpt.load_checkpoint(args.checkpoint)
+    train = checkpoint.train
+    track = args.track or train["track"]
+    threshold = args.threshold or train.get("threshold", "youden")
+    method, value = parse_threshold(threshold)
+    engine = load_engine(checkpoint, track, args.device)
+    standardizer = load_standardizer(checkpoint)
+    data_cfg = relocated_data_config(checkpoint.data, args.eval_data_dir, args.eval_cache)
+    ds = open_dataset(data_cfg, progress=not args.no_progress and sys.stderr.isatty())
+    lay = layout(checkpoint.model_spec)
+
+    val_idx = ds.indices("val")
+    if len(val_idx) == 0:
+        raise UserError("the validation split is empty; the threshold is chosen on it")
+    val_scores, val_labels = score_split(engine, ds, val_idx, standardizer, lay, train["dtype"])
+    test_scores = test_labels = None
+    if args.split == "test":
+        test_idx = ds.indices("test")
+        if len(test_idx) == 0:
+            raise UserError("the test split is empty (the data config has --test-fraction 0?); use --split val")
+        test_scores, test_labels = score_split(engine, ds, test_idx, standardizer, lay, train["dtype"])
+
+    out = Path(args.out) if args.out else checkpoint.run_dir
+    history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
+    history = ckpt.read_json(history_path) if history_path.is_file() else None
+    config = dict(checkpoint.config, evaluated={"checkpoint": str(checkpoint.dir), "track": track,
+                                                "epoch": checkpoint.meta.get("epoch")})
+    result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
+                              test_labels=test_labels, history=history, config=config, threshold_method=method,
+                              threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0))
+    thr = result["threshold"]["value"]
+    print(f"chexvision evaluate: {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} track; "
+          f"threshold {thr:.4g} ({threshold} on validation)")
+    for name in ("val", "test"):
+        m = result.get(name)
+        if m:
+            print(f"  {name:<4} n={m['n']:<6} ROC-AUC {m['roc_auc']:.4f}  accuracy {m['accuracy']:.3f}  "
+                  f"balanced {m['balanced_accuracy']:.3f}  sensitivity {m['recall']:.3f}  "
+                  f"specificity {m['specificity']:.3f}")
+    print(f"  wrote {out / 'metrics.json'} and {out / 'REPORT.md'}")
+    return 0

@@ -1,0 +1,400 @@
+"""``python -m chexvision train``: train either track, keep the best and the last checkpoint, resume.
+
+Each epoch: the training split is shuffled and cut into mini-batches (order and augmentation a
+function of (seed, epoch) only), one optimizer step per batch; then the validation split is
+scored for loss, accuracy at 0.5 and ROC-AUC. ``OUT/best/`` keeps the best validation AUC,
+``OUT/last/`` the latest epoch with everything ``--resume OUT`` needs, ``OUT/history.json`` the
+per-epoch record. A resumed run ends with exactly the weights and metrics of an uninterrupted one.
+
+Learning rate: with ``--scheduler cosine`` (default) it rises linearly from lr × warmup_start_factor
+to lr during ``--warmup-epochs`` (LinearLR), then follows a cosine down towards ``--min-lr``
+(CosineAnnealingLR), the two chained by SequentialLR exactly as in torch. ``--scheduler-interval
+epoch`` (default) steps the schedule after each epoch, so all batches of an epoch share one rate;
+``step`` steps it after every mini-batch (the same curve, counted in batches, without plateaus).
+
+History keys (one dict per epoch): ``epoch`` (1-based), ``lr`` (the rate used in the epoch's first
+step), ``train_data_loss`` (BCE with smoothing / pos_weight, mean over examples),
+``train_reg_loss`` (the L1/L2 penalty), ``train_loss`` (their sum), ``val_loss`` (plain BCE, no
+smoothing), ``val_accuracy`` (at 0.5), ``val_auc``, ``threshold`` (chosen on validation),
+``seconds``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .config import (
+    DEFAULTS,
+    DEVICES,
+    DTYPES,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULER_INTERVALS,
+    SCHEDULERS,
+    TRACKS,
+    TrainConfig,
+    parse_hidden,
+    parse_threshold,
+)
+from .data import Augmenter, BatchLoader, Standardizer, add_data_arguments, data_config, open_dataset
+from .errors import UserError
+from .tracks import describe, layout, make_engine, model_spec
+
+HELP = "train the NumPy or the torch track; writes OUT/best/, OUT/last/ and OUT/history.json"
+
+SCORE_BATCH = 256  # batch size for scoring (no gradients kept, so larger than training's)
+
+
+# -- command line ----------------------------------------------------------------------------------
+def _opt(p, flag: str, field: str, help: str, **kw) -> None:
+    """An option whose default lives in TrainConfig (argparse sees None: "not given")."""
+    default = getattr(DEFAULTS, field)
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    if "choices" not in kw:
+        kw.setdefault("metavar", {int: "N", float: "X"}.get(kw.get("type"), "SPEC"))
+    p.add_argument(flag, dest=field, default=None, help=f"{help} (default: {shown})", **kw)
+
+
+def add_arguments(p) -> None:
+    add_data_arguments(p)
+    g = p.add_argument_group("run")
+    g.add_argument("--out", metavar="DIR", default=None, help="run directory (default: runs/<dataset>-<track>)")
+    g.add_argument("--resume", metavar="OUT", default=None,
+                   help="continue the run in OUT from its last/ checkpoint, with its saved configuration")
+    g.add_argument("--overwrite", action="store_true", help="replace the checkpoints of an earlier run in --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a TTY)")
+    _opt(g, "--patience", "patience", "stop after this many epochs without a better validation AUC; 0: never",
+         type=int)
+    _opt(g, "--threshold", "threshold", "decision threshold stored with each checkpoint, chosen on validation: "
+         "youden, fixed:P or sensitivity:S")
+
+    g = p.add_argument_group("engine")
+    _opt(g, "--track", "track", "numpy_nn (hand-written NumPy) or torch_ref (PyTorch)", choices=TRACKS)
+    _opt(g, "--device", "device", "torch track only: cpu or cuda", choices=DEVICES)
+    _opt(g, "--dtype", "dtype", "parameter and batch dtype", choices=DTYPES)
+    g.add_argument("--lockstep", dest="lockstep", action="store_const", const=True, default=None,
+                   help="torch track: start from the NumPy track's initial weights and draw dropout masks with "
+                        "NumPy, so a run retraces --track numpy with the same seed (parity checks)")
+
+    g = p.add_argument_group("model")
+    _opt(g, "--model", "model", "mlp (CheXVision-mini) or cnn", choices=MODELS)
+    _opt(g, "--hidden", "hidden", "MLP hidden widths, comma-separated", metavar="W,W,...")
+    _opt(g, "--channels", "channels", "CNN stage widths, comma-separated (at least two)", metavar="C,C,...")
+    _opt(g, "--dropout", "dropout", "dropout probability", type=float)
+
+    g = p.add_argument_group("optimisation")
+    _opt(g, "--epochs", "epochs", "training epochs", type=int)
+    _opt(g, "--batch-size", "batch_size", "mini-batch size", type=int)
+    _opt(g, "--optimizer", "optimizer", "optimizer", choices=OPTIMIZERS)
+    _opt(g, "--lr", "lr", "peak learning rate", type=float, metavar="LR")
+    _opt(g, "--momentum", "momentum", "SGD momentum", type=float)
+    _opt(g, "--weight-decay", "weight_decay", "optimizer weight decay, weights only (biases exempt)", type=float)
+    _opt(g, "--l1", "l1", "L1 penalty on weights, added to the loss", type=float)
+    _opt(g, "--l2", "l2", "L2 penalty on weights, added to the loss", type=float)
+    _opt(g, "--label-smoothing", "label_smoothing", "BCE label smoothing", type=float)
+    _opt(g, "--pos-weight", "pos_weight", "loss weight of abnormal examples: a number or 'auto' (n_normal/n_abnormal); "
+         "none means 1", metavar="X|auto")
+    _opt(g, "--scheduler", "scheduler", "cosine (linear warm-up, then cosine decay) or none", choices=SCHEDULERS)
+    _opt(g, "--warmup-epochs", "warmup_epochs", "linear warm-up epochs", type=int)
+    _opt(g, "--warmup-start-factor", "warmup_start_factor", "warm-up starts at lr times this", type=float)
+    _opt(g, "--min-lr", "min_lr", "cosine floor", type=float)
+    _opt(g, "--scheduler-interval", "scheduler_interval", "step the schedule once per epoch or per mini-batch",
+         choices=SCHEDULER_INTERVALS)
+
+    g = p.add_argument_group("augmentation (training batches only)")
+    g.add_argument("--augment", dest="augment", action="store_const", const=True, default=None,
+                   help=f"augment training batches (default: {'on' if DEFAULTS.augment else 'off'})")
+    g.add_argument("--no-augment", dest="augment", action="store_const", const=False, help="no augmentation")
+    g.add_argument("--flip", dest="flip", action="store_const", const=True, default=None,
+                   help="random horizontal flips (default: off)")
+    _opt(g, "--noise-std", "noise_std", "Gaussian pixel noise std, a fraction of the 0-255 range", type=float)
+    _opt(g, "--brightness", "brightness", "largest brightness shift, a fraction of the 0-255 range", type=float)
+    _opt(g, "--contrast", "contrast", "largest relative contrast change", type=float)
+
+
+def _pos_weight(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--pos-weight takes a number or 'auto', got {text!r}") from None
+
+
+TRAIN_FIELDS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "seed"]
+
+
+def config_from_args(args) -> TrainConfig:
+    """TrainConfig from the options given (the rest from its defaults); ``--seed`` is the data's."""
+    given = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k, None) is not None}
+    # parsed here rather than by argparse, so a bad value is a one-line UserError like the others
+    for name in ("hidden", "channels"):
+        if name in given:
+            given[name] = parse_hidden(given[name], "--" + name)
+    if "pos_weight" in given:
+        given["pos_weight"] = _pos_weight(given["pos_weight"])
+    return TrainConfig(seed=args.seed, **given)
+
+
+# -- the command -------------------------------------------------------------------------------------
+def run(args) -> int:
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.resume:
+        return _resume(args, progress)
+    cfg = config_from_args(args)
+    data_cfg = data_config(args)
+    out = Path(args.out or Path("runs") / f"{data_cfg['dataset']}-{cfg.track}")
+    _prepare_out(out, args.overwrite)
+    ds = open_dataset(data_cfg, progress=progress)
+    Trainer(cfg, data_cfg, ds, out, progress).fit()
+    return 0
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    found = [n for n in (ckpt.BEST, ckpt.LAST, ckpt.HISTORY_FILE) if (out / n).exists()]
+    if found and not overwrite:
+        raise UserError(f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume {out}, "
+                        "or pass --overwrite, or choose another --out")
+    for name in (ckpt.BEST, ckpt.LAST):
+        for d in (out / name, out / f"{name}.new", out / f"{name}.old"):
+            if d.exists():
+                shutil.rmtree(d)
+    from .report import ARTIFACTS
+
+    for name in (ckpt.HISTORY_FILE, *ARTIFACTS):  # an old evaluation must not outlive its run
+        (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+RESUME_OVERRIDES = ("device",)
+
+
+def _resume(args, progress: bool) -> int:
+    out = Path(args.resume)
+    given = [k for k in TRAIN_FIELDS if getattr(args, k, None) is not None and k not in RESUME_OVERRIDES]
+    if given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UserError(f"--resume continues {out} with its saved configuration; drop {flags} (only --device may "
+                        "change) or start a new run with --out")
+    if args.out and Path(args.out).resolve() != out.resolve():
+        raise UserError(f"--resume {out} writes into {out}; drop --out {args.out}")
+    if not (out / ckpt.LAST).exists() and not (out / f"{ckpt.LAST}.old").exists():
+        raise UserError(f"--resume {out}: no {ckpt.LAST}/ checkpoint there to resume from")
+    last = ckpt.load_checkpoint(out, prefer=ckpt.LAST)
+    if last.dir.name != ckpt.LAST:
+        raise UserError(f"--resume {out}: no {ckpt.LAST}/ checkpoint there to resume from")
+    cfg = TrainConfig.from_dict(last.train)
+    if args.device is not None:
+        cfg = dataclasses.replace(cfg, device=args.device)
+    ds = open_dataset(last.data, progress=progress)
+    Trainer(cfg, last.data, ds, out, progress).fit(resume_from=last)
+    return 0
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+class Trainer:
+    """One training run: data, engine, loop, checkpoints. ``fit()`` runs it to the end."""
+
+    def __init__(self, cfg: TrainConfig, data_cfg: dict, ds, out: Path, progress: bool = False):
+        self.cfg, self.data_cfg, self.ds, self.out, self.progress = cfg, data_cfg, ds, Path(out), progress
+        self.train_idx, self.val_idx = ds.indices("train"), ds.indices("val")
+        _check_splits(ds, self.train_idx, self.val_idx)
+        self.y_val = ds.labels[self.val_idx]
+        self.spec = model_spec(cfg.model, ds.image_size, cfg.hidden, cfg.dropout, cfg.channels)
+        self.layout = layout(self.spec)
+        self.engine = make_engine(cfg.track, self.spec, cfg.dtype, cfg.device, cfg.lockstep)
+        self.threshold_method, self.threshold_value = parse_threshold(cfg.threshold)
+        self.config = {"format": ckpt.FORMAT, "train": cfg.to_dict(), "data": data_cfg, "model": self.spec}
+        self.history: list[dict] = []
+        self.best_auc, self.best_epoch, self.bad_epochs, self.stopped_early = -math.inf, 0, 0, False
+
+    # -- setup --------------------------------------------------------------------------------------
+    def _loaders(self, standardizer):
+        cfg = self.cfg
+        aug = Augmenter(cfg.flip, cfg.noise_std, cfg.brightness, cfg.contrast) if cfg.augment else None
+        dtype = np.dtype(cfg.dtype)
+        train = BatchLoader(self.ds, self.train_idx, cfg.batch_size, standardizer, shuffle=True, augmenter=aug,
+                            seed=cfg.seed, layout=self.layout, dtype=dtype, drop_last=False)
+        val = BatchLoader(self.ds, self.val_idx, SCORE_BATCH, standardizer, shuffle=False, seed=cfg.seed,
+                          layout=self.layout, dtype=dtype)
+        return train, val
+
+    def _pos_weight(self) -> float | None:
+        pw = self.cfg.pos_weight
+        if pw != "auto":
+            return None if pw is None else float(pw)
+        y = self.ds.labels[self.train_idx]
+        return float((y == 0).sum() / max(int((y == 1).sum()), 1))
+
+    # -- run ----------------------------------------------------------------------------------------
+    def fit(self, resume_from: ckpt.Checkpoint | None = None) -> dict:
+        cfg, engine = self.cfg, self.engine
+        if resume_from is None:
+            self.standardizer = Standardizer.fit(self.ds.images, self.train_idx)
+        else:
+            self.standardizer = Standardizer.from_arrays(resume_from.standardizer_arrays())
+        self.train_loader, self.val_loader = self._loaders(self.standardizer)
+        steps = len(self.train_loader)
+        engine.build_model(cfg.seed)
+        engine.setup_training(cfg, steps, self._pos_weight())
+        start = 0
+        if resume_from is not None:
+            start = self._restore(resume_from)
+        print(f"chexvision train: {cfg.track} track, {describe(self.spec)}, {cfg.epochs} epochs, "
+              f"{len(self.train_idx)} train / {len(self.val_idx)} val images -> {self.out}"
+              + (f" (resumed after epoch {start})" if resume_from is not None else ""), flush=True)
+        t_start = time.perf_counter()
+        for epoch in range(start, cfg.epochs):
+            if self.stopped_early:
+                break
+            self._epoch(epoch, steps)
+        best = self.history[self.best_epoch - 1] if self.best_epoch else None
+        if best is not None:
+            print(f"best: epoch {self.best_epoch}, val AUC {best['val_auc']:.4f}, threshold {best['threshold']:.4g} "
+                  f"({cfg.threshold} on validation); {time.perf_counter() - t_start:.1f} s. "
+                  f"Next: python -m chexvision evaluate --checkpoint {self.out}", flush=True)
+        return {"best_epoch": self.best_epoch, "best_val_auc": self.best_auc, "history": self.history}
+
+    def _epoch(self, epoch: int, steps: int) -> None:
+        cfg, engine = self.cfg, self.engine
+        t0 = time.perf_counter()
+        self.train_loader.set_epoch(epoch)
+        engine.begin_epoch(cfg.seed, epoch)
+        lr = engine.lr
+        sums, n = np.zeros(2), 0
+        batches = self.train_loader
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = batches = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                                 leave=False, file=sys.stderr)
+        for step, (x, y) in enumerate(batches):
+            with np.errstate(over="ignore", invalid="ignore"):  # a non-finite loss is reported below, in one line
+                data_loss, reg_loss = engine.train_step(x, y)
+            if not (math.isfinite(data_loss) and math.isfinite(reg_loss)):
+                self._diverged(epoch, step, steps, data_loss, reg_loss)
+            sums += (data_loss * len(y), reg_loss * len(y))
+            n += len(y)
+            if cfg.scheduler_interval == "step":
+                engine.scheduler_step()
+            if bar is not None and step % 10 == 0:
+                bar.set_postfix(loss=f"{data_loss:.4f}")
+        if bar is not None:
+            bar.close()
+        if cfg.scheduler_interval == "epoch":
+            engine.scheduler_step()
+        record = self._validate(epoch)
+        record.update(lr=lr, train_data_loss=sums[0] / n, train_reg_loss=sums[1] / n, train_loss=sums.sum() / n)
+        record["seconds"] = time.perf_counter() - t0
+        self.history.append(_ordered(record))
+        improved = record["val_auc"] > self.best_auc
+        if improved:
+            self.best_auc, self.best_epoch, self.bad_epochs = record["val_auc"], epoch + 1, 0
+        else:
+            self.bad_epochs += 1
+        self.stopped_early = bool(cfg.patience and self.bad_epochs >= cfg.patience and epoch + 1 < cfg.epochs)
+        self._save(record, improved)
+        print(f"epoch {epoch + 1:>3}/{cfg.epochs}  train {record['train_loss']:.4f} (reg {record['train_reg_loss']:.2g})"
+              f"  val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f} auc {record['val_auc']:.4f}"
+              f"  lr {lr:.2e}  {record['seconds']:.1f}s" + ("  *best" if improved else ""), flush=True)
+        if self.stopped_early:
+            print(f"early stop: no better validation AUC for {cfg.patience} epochs", flush=True)
+
+    def _validate(self, epoch: int) -> dict:
+        from numpy_nn.layers import sigmoid
+        from numpy_nn.losses import BCEWithLogitsLoss
+
+        from .metrics import accuracy, choose_threshold, roc_auc_score
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = self.engine.logits(self.val_loader)  # (N_val,) float64
+        if not np.all(np.isfinite(logits)):
+            self._diverged(epoch, None, None, math.nan, 0.0)
+        y = self.y_val
+        prob = sigmoid(logits)
+        return {
+            "epoch": epoch + 1,
+            "val_loss": float(BCEWithLogitsLoss()(logits, y.astype(np.float64))),
+            "val_accuracy": float(accuracy(y, (prob >= 0.5).astype(np.int64))),
+            "val_auc": float(roc_auc_score(y, prob)),
+            "threshold": float(choose_threshold(y, prob, self.threshold_method, self.threshold_value)),
+        }
+
+    def _diverged(self, epoch, step, steps, data_loss, reg_loss) -> None:
+        where = f"epoch {epoch + 1}/{self.cfg.epochs}" + (f", step {step + 1}/{steps}" if step is not None else
+                                                          " (validation scores)")
+        what = f"loss {data_loss}" + (f" (regularisation {reg_loss})" if not math.isfinite(reg_loss) else "")
+        kept = (f"the last good checkpoint (epoch {len(self.history)}) is kept in {self.out / ckpt.LAST}"
+                if self.history else "no checkpoint was written")
+        raise UserError(f"training diverged at {where}: {what} at lr {self.engine.lr:.3g}; {kept}. "
+                        "Lower --lr (or raise --warmup-epochs)")
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def _meta(self, record: dict, kind: str) -> dict:
+        return {
+            "kind": kind, "epoch": record["epoch"], "track": self.cfg.track,
+            "val_auc": record["val_auc"], "val_loss": record["val_loss"], "val_accuracy": record["val_accuracy"],
+            "threshold": {"value": record["threshold"], "method": self.threshold_method,
+                          "method_value": self.threshold_value, "chosen_on": "val"},
+        }
+
+    def _save(self, record: dict, improved: bool) -> None:
+        # best/ first, then last/: a kill between them resumes from the previous last/ and redoes
+        # this epoch, rewriting best/ identically; the reverse order could lose a best epoch.
+        common = {"model_state": self.engine.model_state(), "standardizer": self.standardizer.to_arrays(),
+                  "config": self.config}
+        if improved:
+            ckpt.save_checkpoint(self.out / ckpt.BEST, meta=self._meta(record, ckpt.BEST), **common)
+        tree, arrays = self.engine.training_state()
+        state = {
+            "epochs_done": record["epoch"], "history": self.history, "best_val_auc": self.best_auc,
+            "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
+            "engine": tree,
+        }
+        ckpt.save_checkpoint(self.out / ckpt.LAST, meta=self._meta(record, ckpt.LAST), state=state,
+                             state_arrays=arrays, **common)
+        ckpt.write_json(self.out / ckpt.HISTORY_FILE, self.history)
+
+    def _restore(self, last: ckpt.Checkpoint) -> int:
+        state, arrays = last.training_state()
+        self.engine.load_model_state(last.model_state(), source=str(last.dir / ckpt.MODEL_FILE))
+        self.engine.load_training_state(state["engine"], arrays)
+        self.history = state["history"]
+        self.best_auc, self.best_epoch = state["best_val_auc"], state["best_epoch"]
+        self.bad_epochs, self.stopped_early = state["bad_epochs"], state["stopped_early"]
+        done = int(state["epochs_done"])
+        if done >= self.cfg.epochs or self.stopped_early:
+            print(f"chexvision train: {self.out} already finished ({done} epochs); nothing to resume", flush=True)
+        return done
+
+
+def _check_splits(ds, train_idx, val_idx) -> None:
+    if len(train_idx) == 0:
+        raise UserError("the training split is empty; use more images or a smaller --val-fraction/--test-fraction")
+    if len(val_idx) == 0:
+        raise UserError("the validation split is empty; raise --val-fraction or use more images")
+    for name, idx in (("training", train_idx), ("validation", val_idx)):
+        n_pos = int(ds.labels[idx].sum())
+        if n_pos in (0, len(idx)):
+            only = "abnormal" if n_pos else "normal"
+            raise UserError(f"the {name} split has only {only} images ({len(idx)}); the validation AUC needs both "
+                            "classes in both splits (use more images or other split fractions)")
+
+
+HISTORY_ORDER = ("epoch", "lr", "train_loss", "train_data_loss", "train_reg_loss", "val_loss", "val_accuracy",
+                 "val_auc", "threshold", "seconds")
+
+
+def _ordered(record: dict) -> dict:
+    return {k: record[k] for k in HISTORY_ORDER}
