@@ -1,0 +1,393 @@
+"""The preprocessing cache: every image decoded once into one memory-mapped uint8 ``.npy``.
+
+A cache is a folder::
+
+    cache.json       settings that made it, state, counts, notes (the manifest)
+    images.npy       (N, S, S) uint8, opened with mmap_mode="r": training reads batches from it
+    index.csv        path,label,patient,split for row i of images.npy
+    bad_files.csv    path,reason for every file left out: undecodable, missing, unlisted, ...
+
+and, while it is being built, ``plan.csv`` (the rows to decode), ``images.partial.npy`` (rows
+written in place, bad ones left zero) and ``progress.jsonl`` (one line per finished chunk).
+
+**Settings.** The manifest records everything that decides the cached pixels and rows (dataset,
+data folder, image size, filters, limit, decoder version). Opening a cache with different ones
+is refused with a message naming them; splits are not among them, they are recomputed on open in
+a fraction of a second, so trying another split seed never re-decodes 45 GB.
+
+**Resumable.** The plan is fixed before the first pixel; chunks of rows are decoded in parallel
+(one process per worker, each running ``images.decode``) and written in place by the main
+process, which then fsyncs the data and appends the chunk to ``progress.jsonl``. A killed run
+resumes with the chunks not in the log; decoding is deterministic, so the result is the same
+byte for byte. A re-run of a complete cache decodes nothing.
+
+**Bad files** (truncated, empty, not an image, decompression bombs) are skipped and reported
+with the reason; the cache holds only good images (rows are compacted when the build ends).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from numpy_nn.serialization import atomic_write
+
+from ..errors import UserError
+from .images import BadImage, decode
+from .listing import Listing
+from .splits import assign_splits
+
+FORMAT = "chexvision-cache"
+VERSION = 1
+# Bump when images.decode changes what it outputs: an old cache is then refused, not mixed.
+DECODER = "pillow-gray8-draft2x-reduce2x-lanczos-v1"
+
+MANIFEST, INDEX, IMAGES, REPORT = "cache.json", "index.csv", "images.npy", "bad_files.csv"
+PLAN, PARTIAL, PROGRESS, PROBLEMS, LOCK = (
+    "plan.csv", "images.partial.npy", "progress.jsonl", "listing_problems.csv", ".lock")
+
+
+@dataclass
+class CacheContents:
+    images: np.ndarray  # (N, S, S) uint8 memmap
+    paths: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N,) int64
+    patients: np.ndarray  # (N,) str
+    splits: np.ndarray  # (N,) str, as written with manifest["split_settings"]
+    manifest: dict
+
+
+# -- small file helpers -------------------------------------------------------------------------
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
+
+
+def read_manifest(cache_dir: Path) -> dict | None:
+    p = Path(cache_dir) / MANIFEST
+    if not p.is_file():
+        return None
+    try:
+        m = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"--cache {cache_dir}: {MANIFEST} is unreadable ({e}); delete the folder to rebuild") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        raise UserError(f"--cache {cache_dir}: {MANIFEST} is not a chexvision cache manifest")
+    return m
+
+
+class _Lock:
+    """An exclusive advisory lock on the cache folder (POSIX), released when the process dies."""
+
+    def __init__(self, cache_dir: Path):
+        self.path = cache_dir / LOCK
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; concurrent builds are the user's risk
+            return self
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            raise UserError(f"--cache {self.path.parent}: another chexvision process is building this cache") from None
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the flock
+        return False
+
+
+# -- progress log -------------------------------------------------------------------------------
+
+def _read_progress(path: Path) -> dict[int, list]:
+    """{chunk: [[row, reason], ...]} of finished chunks; a torn last line (a kill mid-write) is
+    cut off so later appends start on a clean line."""
+    done: dict[int, list] = {}
+    if not path.exists():
+        return done
+    data = path.read_bytes()
+    good = 0
+    for line in data.split(b"\n")[:-1]:  # the last piece is b"" or a torn line
+        try:
+            rec = json.loads(line)
+            done[int(rec["chunk"])] = rec["bad"]
+        except (ValueError, KeyError, TypeError):
+            break
+        good += len(line) + 1
+    if good != len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return done
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops the pool cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _decode_chunk(task):
+    """(chunk, first_row, files, S) -> (chunk, (k, S, S) uint8, [[row, reason], ...])."""
+    chunk, first, files, size = task
+    out = np.zeros((len(files), size, size), np.uint8)
+    bad = []
+    for j, f in enumerate(files):
+        try:
+            out[j] = decode(f, size)
+        except BadImage as e:
+            bad.append([first + j, str(e)])
+    return chunk, out, bad
+
+
+# -- building -----------------------------------------------------------------------------------
+
+def _plan(cache_dir: Path, settings: dict, split_settings: dict, listing: Listing, chunk_size: int) -> dict:
+    """Fix the rows to decode and create the empty image file. Restartable: a kill before the
+    manifest says "building" makes the next run plan again from scratch."""
+    manifest = {"format": FORMAT, "version": VERSION, "settings": settings, "state": "planning"}
+    _write_json(cache_dir / MANIFEST, manifest)
+    groups = listing.groups()
+    _write_csv(cache_dir / PLAN, ["path", "label", "patient", "group"],
+               zip(listing.paths, listing.labels.tolist(), listing.patients.tolist(), groups.tolist()))
+    _write_csv(cache_dir / PROBLEMS, ["path", "reason"], listing.problems)
+    for stale in (PROGRESS, IMAGES, INDEX, REPORT):
+        (cache_dir / stale).unlink(missing_ok=True)
+    s = settings["image_size"]
+    mm = np.lib.format.open_memmap(cache_dir / PARTIAL, mode="w+", dtype=np.uint8, shape=(len(listing), s, s))
+    del mm  # a sparse file of zeros; rows are written in place by _decode_all
+    manifest.update(
+        state="building", n_planned=len(listing), chunk_size=chunk_size, image_size=s, root=str(listing.root),
+        split_source="patient" if listing.test_mask is None else "official", split_settings=split_settings,
+        notes=listing.notes, counts=dict(listing.counts), created=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    _write_json(cache_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _decode_all(cache_dir: Path, manifest: dict, workers: int, progress: bool, log) -> dict[int, list]:
+    header, plan = _read_csv(cache_dir / PLAN)
+    root = Path(manifest["root"])
+    n, size, cs = manifest["n_planned"], manifest["image_size"], manifest["chunk_size"]
+    n_chunks = math.ceil(n / cs)
+    done = _read_progress(cache_dir / PROGRESS)
+    todo = [c for c in range(n_chunks) if c not in done]
+    if not todo:
+        return done
+    n_done = sum(min(cs, n - c * cs) for c in done)
+    workers = max(1, min(workers, len(todo)))
+    log(f"cache {cache_dir}: " + (f"resuming, {n_done:,} of {n:,} images already done; " if done else "")
+        + f"decoding {n - n_done:,} images with {workers} process{'es' if workers > 1 else ''}")
+    tasks = ((c, c * cs, [str(root / r[0]) for r in plan[c * cs:(c + 1) * cs]], size) for c in todo)
+
+    from tqdm import tqdm
+
+    offset = np.load(cache_dir / PARTIAL, mmap_mode="r").offset
+    row_bytes = size * size
+    with open(cache_dir / PARTIAL, "r+b") as data, open(cache_dir / PROGRESS, "ab") as plog, \
+            tqdm(total=n, initial=n_done, unit="img", desc="preprocess", disable=not progress,
+                 mininterval=0.5, smoothing=0.05, file=sys.stderr) as bar:
+
+        def commit(result):
+            c, arr, bad = result
+            data.seek(offset + c * cs * row_bytes)
+            data.write(arr.tobytes())
+            data.flush()
+            os.fsync(data.fileno())  # the rows are on disk before the log says so
+            plog.write(json.dumps({"chunk": c, "bad": bad}).encode() + b"\n")
+            plog.flush()
+            os.fsync(plog.fileno())
+            done[c] = bad
+            bar.update(len(arr))
+
+        if workers == 1:
+            for t in tasks:
+                commit(_decode_chunk(t))
+            return done
+        import multiprocessing as mp
+
+        # spawn: the same behaviour on Linux, macOS and Windows, and no fork of a threaded parent
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_ignore_sigint) as pool:
+            pending = set()
+            try:
+                for t in tasks:
+                    pending.add(pool.submit(_decode_chunk, t))
+                    if len(pending) >= 2 * workers:  # bounded in flight: memory stays flat
+                        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            commit(f.result())
+                for f in pending:
+                    commit(f.result())
+            except BrokenProcessPool:
+                raise UserError(f"a worker process died while decoding (out of memory?); progress is saved in "
+                                f"{cache_dir}, run the same command again to resume") from None
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+    return done
+
+
+def _finalize(cache_dir: Path, manifest: dict, done: dict[int, list], log) -> dict:
+    _, plan = _read_csv(cache_dir / PLAN)
+    n, size = manifest["n_planned"], manifest["image_size"]
+    bad = {int(row): reason for chunk in done.values() for row, reason in chunk}
+    good = np.array([i for i in range(n) if i not in bad], dtype=np.int64)
+    root = Path(manifest["root"])
+    _, problems = _read_csv(cache_dir / PROBLEMS)
+    report = problems + [[plan[i][0], reason] for i, reason in sorted(bad.items())]
+    _write_csv(cache_dir / REPORT, ["path", "reason"], report)
+    if len(good) == 0:
+        raise UserError(f"none of the {n:,} images under {root} could be decoded; reasons in {cache_dir / REPORT}")
+    partial, final = cache_dir / PARTIAL, cache_dir / IMAGES
+    if partial.exists():
+        if not bad:
+            os.replace(partial, final)
+        else:
+            src = np.load(partial, mmap_mode="r")
+            tmp = cache_dir / (IMAGES + ".tmp")
+            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(good), size, size))
+            for a in range(0, len(good), 4096):
+                dst[a:a + 4096] = src[good[a:a + 4096]]
+            dst.flush()
+            del dst, src
+            os.replace(tmp, final)
+    labels = np.array([int(plan[i][1]) for i in good], np.int64)
+    patients = np.array([plan[i][2] for i in good], dtype=str)
+    groups = np.array([plan[i][3] for i in good], dtype=str)
+    ss = manifest["split_settings"]
+    test_mask = None if manifest["split_source"] == "patient" else groups == "test"
+    splits = assign_splits(labels, patients, test_mask, ss["val_fraction"], ss["test_fraction"], ss["seed"])
+    _write_csv(cache_dir / INDEX, ["path", "label", "patient", "split"],
+               ([plan[i][0], plan[i][1], plan[i][2], s] for i, s in zip(good, splits)))
+    manifest = dict(manifest, state="complete", completed=time.strftime("%Y-%m-%d %H:%M:%S"),
+                    counts=dict(manifest["counts"], bad=len(bad), cached=len(good)),
+                    report_rows=len(report))
+    _write_json(cache_dir / MANIFEST, manifest)
+    for work in (PLAN, PROGRESS, PROBLEMS, PARTIAL):
+        (cache_dir / work).unlink(missing_ok=True)
+    log(f"cache {cache_dir}: complete, {len(good):,} images"
+        + (f", {len(bad):,} bad files skipped (see {REPORT})" if bad else ""))
+    return manifest
+
+
+# -- the entry point ----------------------------------------------------------------------------
+
+def _differences(made: dict, asked: dict) -> list[str]:
+    keys = sorted(set(made) | set(asked))
+    return [f"{k}: {made.get(k)!r} in the cache, {asked.get(k)!r} asked" for k in keys if made.get(k) != asked.get(k)]
+
+
+def default_chunk_size(n: int, workers: int) -> int:
+    """~8 chunks per worker for small runs, at most 256 images per chunk (a resume loses < 256)."""
+    return int(min(256, max(16, math.ceil(n / (8 * max(1, workers))))))
+
+
+def prepare(
+    cache_dir,
+    settings: dict,
+    make_listing: Callable[[], Listing],
+    split_settings: dict,
+    workers: int = 1,
+    progress: bool = True,
+    chunk_size: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CacheContents:
+    """Open the cache in ``cache_dir``, building or finishing it first if needed.
+
+    Args:
+        settings: what decides the cached content (recorded; a mismatch is a UserError).
+        make_listing: called only when a new cache is planned (a complete or half-built cache
+            never lists the data folder again).
+        split_settings: val_fraction, test_fraction, seed used for the index's split column.
+        workers: decoding processes (1: in this process).
+        chunk_size: images per chunk for a new cache (default ``default_chunk_size``).
+    """
+    if log is None:
+        log = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
+    cache_dir = Path(cache_dir).expanduser().resolve()
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise UserError(f"--cache {cache_dir}: exists and is not a folder")
+    manifest = read_manifest(cache_dir)
+    if manifest is None and cache_dir.exists() and any(p.name != LOCK for p in cache_dir.iterdir()):
+        raise UserError(f"--cache {cache_dir}: folder is not empty and holds no {MANIFEST}; "
+                        "give a new or empty folder")
+    if manifest is not None:
+        diff = _differences(manifest.get("settings", {}), settings)
+        if manifest.get("version") != VERSION:
+            diff.insert(0, f"format version: {manifest.get('version')!r} in the cache, {VERSION} expected")
+        if diff:
+            raise UserError(f"--cache {cache_dir} was made with other settings ({'; '.join(diff)}); "
+                            "use another --cache folder or delete this one")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    if manifest is None or manifest.get("state") != "complete":
+        with _Lock(cache_dir):
+            manifest = read_manifest(cache_dir)  # another process may have finished meanwhile
+            if manifest is None or manifest.get("state") == "planning":
+                listing = make_listing()
+                cs = chunk_size or default_chunk_size(len(listing), workers)
+                manifest = _plan(cache_dir, settings, split_settings, listing, cs)
+            if manifest["state"] == "building":
+                done = _decode_all(cache_dir, manifest, workers, progress, log)
+                manifest = _finalize(cache_dir, manifest, done, log)
+    else:
+        log(f"cache {cache_dir}: complete ({manifest['counts']['cached']:,} images), nothing to decode")
+    return load(cache_dir, manifest)
+
+
+def load(cache_dir: Path, manifest: dict | None = None) -> CacheContents:
+    """Open a complete cache: the image memmap and the index."""
+    manifest = manifest or read_manifest(cache_dir)
+    if manifest is None or manifest.get("state") != "complete":
+        raise UserError(f"--cache {cache_dir}: not a complete cache; run `python -m chexvision preprocess` first")
+    try:
+        images = np.load(cache_dir / IMAGES, mmap_mode="r")
+        header, rows = _read_csv(cache_dir / INDEX)
+    except (OSError, ValueError, IndexError) as e:
+        raise UserError(f"--cache {cache_dir} is damaged ({e}); delete the folder to rebuild") from None
+    s = manifest["image_size"]
+    if header != ["path", "label", "patient", "split"] or images.shape != (len(rows), s, s) or images.dtype != np.uint8:
+        raise UserError(f"--cache {cache_dir} is damaged (images.npy {images.shape} vs {len(rows)} index rows); "
+                        "delete the folder to rebuild")
+    cols = list(zip(*rows)) if rows else [(), (), (), ()]
+    return CacheContents(
+        images=images,
+        paths=np.array(cols[0], dtype=str),
+        labels=np.array(cols[1], dtype=np.int64),
+        patients=np.array(cols[2], dtype=str),
+        splits=np.array(cols[3], dtype=str),
+        manifest=manifest,
+    )
