@@ -6,10 +6,14 @@ This package never imports torch.
 """
 
 from . import init, losses, regularization
+from .blocks import ResidualBlock
+from .conv import Conv2d
 from .gradcheck import GradcheckError, gradcheck, reseed_dropout
 from .layers import Dropout, Flatten, LeakyReLU, Linear, ReLU, Sigmoid, Softmax, Tanh
 from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .module import Identity, Module, Parameter, Sequential
+from .norm import BatchNorm1d, BatchNorm2d
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .regularization import penalty, penalty_backward
 from .rng import default_generator, manual_seed
 from .serialization import load, save
@@ -17,6 +21,7 @@ from .serialization import load, save
 __all__ = [
     "Parameter", "Module", "Sequential", "Identity",
     "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten",
+    "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "ResidualBlock",
     "BCEWithLogitsLoss", "MSELoss", "CrossEntropyLoss",
     "penalty", "penalty_backward",
     "gradcheck", "GradcheckError", "reseed_dropout",

@@ -167,7 +167,7 @@ def test_predict_one_image_numpy_without_torch_under_a_second(evaluated, test_im
 
 def test_evaluate_a_run_and_cache_moved_to_another_machine(tmp_path):
     """Train on a folder dataset, move run and cache elsewhere, delete the images: evaluate
-    still reopens the same split from the moved cache and gives the same scores (docs/kaggle.md)."""
+    still reopens the same split from the moved cache and gives the same scores (README, "Train on Kaggle")."""
     import shutil
 
     from PIL import Image

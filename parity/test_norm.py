@@ -1,0 +1,109 @@
+"""Parity of BatchNorm1d / BatchNorm2d with torch: training and evaluation outputs and gradients,
+running statistics after several steps (momentum, cumulative average), and every option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from numpy_nn.norm import BatchNorm1d, BatchNorm2d
+from parity.helpers import DTYPE_IDS, DTYPES, TORCH_DTYPE, assert_close, assert_layer_parity, make_input
+
+dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+
+# id -> (numpy class, torch class, input shape)
+KINDS = {
+    "bn1d-NC": (BatchNorm1d, nn.BatchNorm1d, (6, 4)),
+    "bn1d-NCL": (BatchNorm1d, nn.BatchNorm1d, (3, 4, 5)),
+    "bn2d": (BatchNorm2d, nn.BatchNorm2d, (3, 4, 5, 6)),
+    "bn2d-batch1": (BatchNorm2d, nn.BatchNorm2d, (1, 4, 3, 3)),
+}
+kinds = pytest.mark.parametrize("kind", list(KINDS))
+
+# id -> constructor kwargs
+OPTIONS = {
+    "default": {},
+    "momentum0.3-eps1e-3": {"momentum": 0.3, "eps": 1e-3},
+    "cumulative": {"momentum": None},
+    "no-affine": {"affine": False},
+    "no-running-stats": {"track_running_stats": False},
+}
+options = pytest.mark.parametrize("opts", list(OPTIONS))
+
+
+def make_pair(kind: str, opts: str, dtype):
+    np_cls, t_cls, shape = KINDS[kind]
+    kw = OPTIONS[opts]
+    np_bn, t_bn = np_cls(shape[1], **kw), t_cls(shape[1], **kw, dtype=TORCH_DTYPE[dtype])
+    if t_bn.affine:  # non-trivial γ, β so that a swapped or missing term shows
+        with torch.no_grad():
+            t_bn.weight.uniform_(0.5, 1.5)
+            t_bn.bias.uniform_(-0.5, 0.5)
+    return np_bn, t_bn, shape
+
+
+@dtypes
+@kinds
+@options
+def test_batchnorm_train_then_eval(kind, opts, dtype):
+    """Five training steps on different batches (running statistics compared as buffers after
+    each), then evaluation outputs and gradients with the running statistics so obtained."""
+    np_bn, t_bn, shape = make_pair(kind, opts, dtype)
+    torch.manual_seed(0)
+    for step in range(5):
+        t_bn.zero_grad()
+        x = make_input(shape, dtype, seed=step, low=-1.0 + step, high=3.0 + step)  # drifting statistics
+        assert_layer_parity(np_bn, t_bn, shape, dtype, x=x, seed=step, sync_weights=step == 0)
+    if t_bn.track_running_stats:
+        assert int(np_bn.num_batches_tracked) == int(t_bn.num_batches_tracked) == 5
+        assert np_bn.num_batches_tracked.dtype == np.int64
+        assert not np.allclose(np_bn.running_mean, 0)  # the statistics did move
+    np_bn.eval()
+    t_bn.eval()
+    t_bn.zero_grad()
+    assert_layer_parity(np_bn, t_bn, shape, dtype, seed=7, sync_weights=False)
+
+
+@dtypes
+@pytest.mark.parametrize("kind", ["bn1d-NC", "bn2d"])
+def test_batchnorm_eval_with_loaded_statistics(kind, dtype):
+    """Evaluation with arbitrary loaded running statistics (the weights of a trained checkpoint)."""
+    np_bn, t_bn, shape = make_pair(kind, "default", dtype)
+    with torch.no_grad():
+        t_bn.running_mean.uniform_(-1, 1)
+        t_bn.running_var.uniform_(0.2, 3)
+    t_bn.num_batches_tracked.fill_(12)
+    np_bn.eval()
+    t_bn.eval()
+    assert_layer_parity(np_bn, t_bn, shape, dtype)
+    assert int(np_bn.num_batches_tracked) == 12  # evaluation does not count batches
+
+
+def test_batchnorm_state_dict_matches_torch():
+    for opts, kw in OPTIONS.items():
+        np_sd, t_sd = BatchNorm2d(3, **kw).state_dict(), nn.BatchNorm2d(3, **kw).state_dict()
+        assert list(np_sd) == list(t_sd), opts
+        for k, v in t_sd.items():
+            assert_close(np_sd[k], v, f"{opts}: initial {k}", np.float32)
+
+
+def test_batchnorm_large_offset_float32():
+    """float32 batch statistics on data with a large mean (2-pass variance, no catastrophic
+    cancellation): still within float32 parity tolerance."""
+    np_bn, t_bn, shape = make_pair("bn2d", "default", np.float32)
+    x = make_input(shape, np.float32, low=99.0, high=101.0)
+    assert_layer_parity(np_bn, t_bn, shape, np.float32, x=x)
+
+
+def test_batchnorm_rejects_bad_input():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        BatchNorm1d(3)(np.ones((1, 3), np.float32))
+    BatchNorm1d(3).eval()(np.ones((1, 3), np.float32))  # fine in evaluation, as torch
+    with pytest.raises(ValueError, match="expected 4D input"):
+        BatchNorm2d(3)(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="channels"):
+        BatchNorm2d(3)(np.ones((2, 4, 2, 2), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        BatchNorm2d(3)(np.ones((2, 3, 2, 2), np.float64))
