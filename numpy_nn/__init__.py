@@ -5,7 +5,7 @@ defaults and layouts follow ``torch.nn`` / ``torch.optim`` so the two can be rea
 This package never imports torch.
 """
 
-from . import init, losses, regularization
+from . import init, losses, optim, regularization
 from .blocks import ResidualBlock
 from .conv import Conv2d
 from .gradcheck import GradcheckError, gradcheck, reseed_dropout
@@ -17,6 +17,7 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .regularization import penalty, penalty_backward
 from .rng import default_generator, manual_seed
 from .serialization import load, save
+from .training import train_step, weight_decay_groups
 
 __all__ = [
     "Parameter", "Module", "Sequential", "Identity",
@@ -24,6 +25,7 @@ __all__ = [
     "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "ResidualBlock",
     "BCEWithLogitsLoss", "MSELoss", "CrossEntropyLoss",
     "penalty", "penalty_backward",
+    "train_step", "weight_decay_groups",
     "gradcheck", "GradcheckError", "reseed_dropout",
-    "init", "losses", "regularization", "manual_seed", "default_generator", "save", "load",
+    "init", "losses", "optim", "regularization", "manual_seed", "default_generator", "save", "load",
 ]
