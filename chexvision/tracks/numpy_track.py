@@ -101,6 +101,10 @@ class Engine:
     def build_model(self, seed: int) -> None:
         numpy_nn.manual_seed(seed)  # He-normal init draws from the default generator
         self.model = make_model(self.spec, self.dtype)
+        # The input is data, so no dL/dx is needed at the first layer: skipping it saves a third of
+        # that layer's backward, as torch's autograd skips it for an input without requires_grad.
+        first = self.model.layers[0] if self.spec["kind"] == "mlp" else self.model.features[0]
+        first.needs_input_grad = False
         for m in self.model.modules():
             if isinstance(m, Dropout):
                 m.generator = self.dropout_rng
