@@ -64,8 +64,13 @@ class Standardizer:
         dtype = np.dtype(dtype)
         if x.shape[-2:] != self.mean.shape:
             raise ValueError(f"images of size {x.shape[-2:]} but statistics of size {self.mean.shape}")
-        out = np.subtract(x, self.mean.astype(dtype, copy=False), dtype=dtype)
-        out *= self._inv_std.astype(dtype, copy=False)
+        mean, inv_std = self.mean.astype(dtype, copy=False), self._inv_std.astype(dtype, copy=False)
+        out = np.empty(x.shape, dtype=dtype)
+        # (x − μ) · (1/σ) in slabs of 32 images (512 KB of float32 at 64×64): the second pass then
+        # reads what the first just wrote from cache instead of from memory.
+        for s in range(0, len(x), 32):
+            o = np.subtract(x[s : s + 32], mean, out=out[s : s + 32], dtype=dtype)
+            o *= inv_std
         return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
