@@ -152,7 +152,7 @@ def parse_hidden(text: str, flag: str = "--hidden") -> tuple[int, ...]:
 
 def parse_threshold(text: str) -> tuple[str, float | None]:
     """``"youden"`` / ``"fixed:0.5"`` / ``"sensitivity:0.9"`` -> ``(method, value)`` for
-    ``chexvision.metrics.choose_threshold``."""
+    ``chexvision.thresholds.choose_threshold``."""
     method, _, value = str(text).partition(":")
     if method == "youden" and not value:
         return "youden", None

@@ -1,8 +1,10 @@
-"""Binary screening metrics in plain NumPy: ROC / PR curves, AUC, threshold metrics, thresholds, bootstrap.
+"""Binary screening metrics in plain NumPy: ROC / PR curves, AUC, threshold metrics.
 
 Twin: ``sklearn.metrics`` (``roc_curve``, ``roc_auc_score``, ``precision_recall_curve``,
 ``average_precision_score``, ``confusion_matrix``, ``precision_score`` ...). scikit-learn is never
 imported here; ``parity/test_metrics.py`` proves the two agree on thousands of random cases with ties.
+Choosing a threshold lives in ``chexvision.thresholds``, the bootstrap interval of the AUC in
+``chexvision.bootstrap``; both follow the conventions below and reuse its input checks.
 
 Conventions (every function):
 
@@ -13,8 +15,8 @@ Conventions (every function):
   what was received.
 - A quantity that is undefined for the input (an AUC with one class present, a precision with no
   predicted positive...) gives ``nan`` and an ``UndefinedMetricWarning`` saying why — never a
-  silent 0. Functions that must return a usable number (the threshold choosers) raise
-  ``ValueError`` instead. Each docstring says which.
+  silent 0. Functions that must return a usable number (the threshold choosers in
+  ``chexvision.thresholds``) raise ``ValueError`` instead. Each docstring says which.
 """
 
 from __future__ import annotations
@@ -401,194 +403,3 @@ def binary_metrics(y_true, y_score, threshold: float, zero_division="warn") -> d
         "specificity": _ratio(tn, tn + fp, zero_division, "specificity is undefined: no negative sample in y_true"),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn, zero_division, "f1 is undefined: no positive sample, none predicted"),
     }
-
-
-# ----------------------------------------------------------------------------- choosing a threshold
-
-
-def _require_classes(y: np.ndarray, who: str, need_negatives: bool = True) -> tuple[int, int]:
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or (need_negatives and n_neg == 0):
-        raise ValueError(
-            f"{who}: the threshold is undefined because y_true has {n_pos} positive and {n_neg} negative "
-            "samples; it needs both classes"
-        )
-    return n_pos, n_neg
-
-
-def youden_threshold(y_true, y_score) -> float:
-    """The threshold maximising Youden's J = sensitivity + specificity − 1 = tpr − fpr.
-
-    Searched over the ROC thresholds except ``thresholds[0] = inf`` (J = 0 there, and it would
-    predict nobody positive): the result is always an observed score, so at least one sample is
-    predicted positive. J is compared exactly in integer counts (``J·P·N = TP·N − FP·P``); among
-    tied maxima the highest threshold wins (fewest predicted positives). When no threshold beats
-    chance (max J <= 0) the result is still the first maximiser, possibly the lowest score
-    (everyone predicted positive).
-
-    Raises ``ValueError`` when ``y_true`` lacks a class.
-
-    Shape: y_true, y_score (n,) -> float.
-    """
-    y, s = _check_pair(y_true, y_score, "y_score", scores=True)
-    n_pos, n_neg = _require_classes(y, "youden_threshold")
-    fps, tps, thresholds = _binary_clf_curve(y, s)
-    j_scaled = tps * n_neg - fps * n_pos  # J · P · N, exact integers
-    return float(thresholds[int(np.argmax(j_scaled))])  # argmax: first = highest threshold
-
-
-def threshold_for_sensitivity(y_true, y_score, target: float) -> float:
-    """The highest threshold whose sensitivity (recall) is at least ``target``.
-
-    Among the thresholds meeting the target it predicts the fewest positives, so it has the
-    highest specificity. Always an observed score (the lowest score reaches sensitivity 1).
-
-    Args:
-        target: required sensitivity, in (0, 1].
-
-    Raises ``ValueError`` for a target outside (0, 1] or when ``y_true`` has no positive.
-
-    Shape: y_true, y_score (n,) -> float.
-    """
-    target = float(target)
-    if not 0.0 < target <= 1.0:
-        raise ValueError(f"target sensitivity must be in (0, 1], got {target}")
-    y, s = _check_pair(y_true, y_score, "y_score", scores=True)
-    n_pos, _ = _require_classes(y, "threshold_for_sensitivity", need_negatives=False)
-    _, tps, thresholds = _binary_clf_curve(y, s)
-    reached = tps / n_pos >= target  # non-decreasing along decreasing thresholds; last is True
-    return float(thresholds[int(np.argmax(reached))])
-
-
-THRESHOLD_METHODS = ("youden", "fixed", "sensitivity")
-
-
-def choose_threshold(y_true, y_score, method: str = "youden", value: float | None = None) -> float:
-    """Pick a decision threshold from (validation) labels and scores.
-
-    Args:
-        method: ``"youden"`` (``youden_threshold``; ``value`` must be None), ``"fixed"``
-            (returns ``value``, a finite number; the data are only validated), or
-            ``"sensitivity"`` (``threshold_for_sensitivity`` with ``target=value``).
-        value: see ``method``.
-
-    Raises ``ValueError`` for an unknown method, a missing / superfluous ``value``, or data
-    for which the method is undefined (see the functions above).
-    """
-    if method not in THRESHOLD_METHODS:
-        raise ValueError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
-    if method == "youden":
-        if value is not None:
-            raise ValueError(f"threshold method 'youden' takes no value, got {value!r}")
-        return youden_threshold(y_true, y_score)
-    if value is None:
-        raise ValueError(f"threshold method {method!r} needs a value")
-    if method == "sensitivity":
-        return threshold_for_sensitivity(y_true, y_score, value)
-    _check_pair(y_true, y_score, "y_score", scores=True)
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"a fixed threshold must be finite, got {value}")
-    return value
-
-
-# ----------------------------------------------------------------------------- bootstrap
-
-
-def _resample_aucs(y: np.ndarray, group: np.ndarray, n_groups: int, idx: np.ndarray) -> np.ndarray:
-    """AUC of each resample ``(y[idx[b]], score[idx[b]])`` at once (validated inputs).
-
-    ``group`` is each sample's rank among the distinct scores (ascending), so tied scores share a
-    group. Per resample b and group g, count positives pos[b, g] and negatives neg[b, g]; then
-    AUC_b = Σ_g neg[b, g] (above[b, g] + ½ pos[b, g]) / (P_b N_b), where above = positives in
-    higher groups (Mann-Whitney with ties counted ½). nan where a resample has one class only.
-
-    Shape: y, group (n,), idx (B, n) -> (B,).
-    """
-    n_resamples = idx.shape[0]
-    cell = group[idx] + n_groups * np.arange(n_resamples)[:, None]  # (B, n): flat (b, g) cell
-    total = np.bincount(cell.ravel(), minlength=n_resamples * n_groups).reshape(n_resamples, n_groups)
-    pos = np.bincount(cell[y[idx] == 1], minlength=n_resamples * n_groups).reshape(n_resamples, n_groups)
-    neg = total - pos
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)  # (B,)
-    above = n_pos[:, None] - np.cumsum(pos, axis=1)  # (B, G): positives strictly higher than g
-    twice_wins = np.sum(neg * (2 * above + pos), axis=1)  # integers, 2 × (wins + ½ ties)
-    defined = (n_pos > 0) & (n_neg > 0)
-    out = np.full(n_resamples, np.nan)
-    out[defined] = twice_wins[defined] / (2.0 * n_pos[defined] * n_neg[defined])
-    return out
-
-
-_BOOT_CHUNK_ELEMENTS = 2_000_000  # indices drawn per chunk: bounds memory at ~16 MB per (B, n) array
-
-
-def bootstrap_auc_samples(y_true, y_score, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """AUCs of ``n_boot`` bootstrap resamples (n draws with replacement each), ``nan`` where a
-    resample holds one class only.
-
-    Resamples are drawn by ``np.random.default_rng(seed)`` in fixed-size chunks, so the result
-    depends only on the inputs, ``n_boot`` and ``seed``. 1000 resamples of 25k scores take about
-    a second.
-
-    Shape: y_true, y_score (n,) -> (n_boot,).
-    """
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    y, s = _check_pair(y_true, y_score, "y_score", scores=True)
-    n = y.size
-    _, group = np.unique(s, return_inverse=True)
-    n_groups = int(group.max()) + 1
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOT_CHUNK_ELEMENTS // n)
-    out = np.empty(n_boot)
-    for start in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n))
-        out[start : start + b] = _resample_aucs(y, group, n_groups, idx)
-    return out
-
-
-def percentile_ci(samples, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile interval ``(q_{α/2}, q_{1−α/2})`` of bootstrap samples, ignoring ``nan``.
-
-    ``nan`` samples (resamples where the statistic is undefined) are skipped and counted in an
-    ``UndefinedMetricWarning``; if every sample is ``nan`` the interval is ``(nan, nan)``.
-    Quantiles use NumPy's default linear interpolation.
-    """
-    alpha = float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    samples = np.asarray(samples, dtype=np.float64)
-    valid = samples[~np.isnan(samples)]
-    n_skipped = samples.size - valid.size
-    if valid.size == 0:
-        _warn(f"all {samples.size} bootstrap resamples were undefined (one class only); the interval is nan")
-        return math.nan, math.nan
-    if n_skipped:
-        _warn(f"{n_skipped} of {samples.size} bootstrap resamples had one class only and were skipped")
-    lo, hi = np.quantile(valid, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
-def bootstrap_auc_ci(y_true, y_score, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap ``1 − alpha`` confidence interval of the ROC-AUC.
-
-    Draws ``n_boot`` resamples (``bootstrap_auc_samples``), skips those with one class only
-    (counted in an ``UndefinedMetricWarning``) and returns the ``alpha/2`` and ``1 − alpha/2``
-    quantiles of the rest (``percentile_ci``).
-
-    Undefined: with one class in ``y_true`` returns ``(nan, nan)`` with an
-    ``UndefinedMetricWarning``.
-
-    Shape: y_true, y_score (n,) -> (lo, hi).
-    """
-    alpha = float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    y, s = _check_pair(y_true, y_score, "y_score", scores=True)
-    n_pos = int(y.sum())
-    if n_pos == 0 or n_pos == y.size:
-        _warn(f"bootstrap_auc_ci: only one class present in y_true ({n_pos} of {y.size} positive); the CI is nan")
-        return math.nan, math.nan
-    return percentile_ci(bootstrap_auc_samples(y, s, n_boot=n_boot, seed=seed), alpha)

@@ -23,7 +23,9 @@ from numpy_nn.serialization import atomic_write
 
 from . import metrics as M
 from . import plots
+from .bootstrap import bootstrap_auc_samples, percentile_ci
 from .errors import UserError
+from .thresholds import choose_threshold
 
 SCHEMA = "chexvision.metrics/1"
 ALPHA = 0.05  # the CI written is the 95% percentile-bootstrap interval
@@ -87,8 +89,8 @@ def split_metrics(scores, labels, threshold: float, *, n_boot: int = 1000, seed:
     out["youden_j"] = out["recall"] + out["specificity"] - 1
     out["roc_auc"] = M.roc_auc_score(y, s)
     if out["n_positive"] and out["n_negative"]:
-        samples = M.bootstrap_auc_samples(y, s, n_boot=n_boot, seed=seed)
-        out["roc_auc_ci95"] = list(M.percentile_ci(samples, ALPHA))
+        samples = bootstrap_auc_samples(y, s, n_boot=n_boot, seed=seed)
+        out["roc_auc_ci95"] = list(percentile_ci(samples, ALPHA))
         out["bootstrap_skipped"] = int(np.isnan(samples).sum())
     else:
         out["roc_auc_ci95"] = [math.nan, math.nan]
@@ -302,7 +304,7 @@ def write_evaluation(
         test_scores, test_labels: the same for the test split, (n_test,), or both None.
         history: per-epoch training dicts (see ``plots.plot_history``), or None.
         config: the run's configuration (dict or dataclass), copied into metrics.json.
-        threshold_method, threshold_value: see ``metrics.choose_threshold``.
+        threshold_method, threshold_value: see ``thresholds.choose_threshold``.
         n_boot: bootstrap resamples for the AUC confidence intervals.
         seed: bootstrap seed (validation uses ``seed``, test ``seed + 1``).
         test_split_name: how the test split is named in the report (e.g. ``"test"``,
@@ -337,7 +339,7 @@ def write_evaluation(
         ts, ty = _check_split(test_split_name, test_scores, test_labels)
 
     try:
-        threshold = M.choose_threshold(vy, vs, threshold_method, threshold_value)
+        threshold = choose_threshold(vy, vs, threshold_method, threshold_value)
     except ValueError as e:
         raise UserError(f"cannot choose the threshold: {e}") from e
 

@@ -315,7 +315,8 @@ class Trainer:
         from numpy_nn.layers import sigmoid
         from numpy_nn.losses import BCEWithLogitsLoss
 
-        from .metrics import accuracy, choose_threshold, roc_auc_score
+        from .metrics import accuracy, roc_auc_score
+        from .thresholds import choose_threshold
 
         with np.errstate(over="ignore", invalid="ignore"):
             logits = self.engine.logits(self.val_loader)  # (N_val,) float64

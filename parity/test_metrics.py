@@ -20,6 +20,7 @@ sk = pytest.importorskip("sklearn.metrics", reason="metrics parity compares agai
 sklearn = pytest.importorskip("sklearn", minversion="1.3", reason="needs thresholds[0] = inf (scikit-learn >= 1.3)")
 
 from chexvision import metrics as M  # noqa: E402
+from chexvision import thresholds as T  # noqa: E402
 from chexvision.metrics import UndefinedMetricWarning  # noqa: E402
 
 N_CASES = 1000
@@ -219,7 +220,7 @@ def test_strictly_increasing_transforms_change_nothing_but_thresholds(transform)
     np.testing.assert_array_equal(fa, fb)
     np.testing.assert_array_equal(ta, tb)
     np.testing.assert_allclose(thb[1:], transform(tha[1:]), rtol=1e-12)
-    assert M.youden_threshold(y, t) == pytest.approx(transform(M.youden_threshold(y, s)), rel=1e-12)
+    assert T.youden_threshold(y, t) == pytest.approx(transform(T.youden_threshold(y, s)), rel=1e-12)
 
 
 def test_negated_scores_and_flipped_labels_give_one_minus_auc():
@@ -271,4 +272,4 @@ def test_one_class_behaviour_is_as_documented(label):
         assert math.isnan(M.balanced_accuracy(y, (s >= 0.4).astype(int)))
     # threshold choice is impossible without both classes: ValueError, never a made-up number.
     with pytest.raises(ValueError, match="both classes"):
-        M.youden_threshold(y, s)
+        T.youden_threshold(y, s)

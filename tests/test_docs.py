@@ -14,6 +14,7 @@ import pytest
 import numpy_nn
 from chexvision import docs
 from chexvision.cli import main
+from chexvision.docs import discovery
 from numpy_nn.module import Module
 
 
@@ -122,12 +123,12 @@ class TestLinear:
 
 
 def q(dotted: str) -> str:
-    return docs.resolve_numpy_nn(dotted)
+    return discovery.resolve_numpy_nn(dotted)
 
 
 def test_parity_finder_resolves_imports_ranks_and_respects_word_boundaries():
-    tests = docs._parity_file("parity/test_x.py", PARITY_SOURCE)
-    names = lambda qualname, **kw: [t.name for t in docs.find_parity(qualname, tests, **kw)]  # noqa: E731
+    tests = discovery._parity_file("parity/test_x.py", PARITY_SOURCE)
+    names = lambda qualname, **kw: [t.name for t in discovery.find_parity(qualname, tests, **kw)]  # noqa: E731
     assert q("numpy_nn.Linear") == "numpy_nn.layers.Linear"  # a re-export resolves to its definition
     assert names(q("numpy_nn.optim.AdamW")) == ["test_steps_match_torch"]  # a string in a case table
     assert names(q("numpy_nn.optim.AdamW"), by_word=False) == []  # ... is no import reference

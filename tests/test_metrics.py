@@ -1,4 +1,4 @@
-"""chexvision.metrics on cases small enough to compute by hand, plus thresholds, bootstrap and input checks.
+"""chexvision.metrics, .thresholds and .bootstrap on cases small enough to compute by hand, plus input checks.
 
 The scikit-learn comparison on thousands of random cases lives in parity/test_metrics.py.
 """
@@ -11,7 +11,9 @@ import warnings
 import numpy as np
 import pytest
 
+from chexvision import bootstrap as B
 from chexvision import metrics as M
+from chexvision import thresholds as T
 from chexvision.metrics import UndefinedMetricWarning
 
 # The toy example used throughout (scikit-learn's docs use the same numbers):
@@ -130,47 +132,47 @@ def test_one_class_ranking_metrics_warn_and_give_nan():
 
 def test_youden_tie_break_takes_highest_threshold():
     # J at 0.8: 0.5 - 0 = 0.5; at 0.4: 0; at 0.35: 1 - 0.5 = 0.5; at 0.1: 0 -> tie, highest wins
-    assert M.youden_threshold(Y, S) == 0.8
+    assert T.youden_threshold(Y, S) == 0.8
 
 
 def test_youden_never_returns_inf_and_handles_chance():
-    t = M.youden_threshold([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5])  # one distinct score, J = 0 everywhere
+    t = T.youden_threshold([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5])  # one distinct score, J = 0 everywhere
     assert t == 0.5
-    t = M.youden_threshold([1, 0], [0.2, 0.9])  # reversed: J = -1 at 0.9, 0 at 0.2
+    t = T.youden_threshold([1, 0], [0.2, 0.9])  # reversed: J = -1 at 0.9, 0 at 0.2
     assert t == 0.2
 
 
 def test_youden_picks_the_separating_threshold():
     y = [0, 0, 0, 1, 1]
     s = [0.1, 0.2, 0.6, 0.5, 0.9]  # J: 0.9 -> 0.5, 0.6 -> 0.5-1/3, 0.5 -> 1-1/3 (best), 0.2, 0.1
-    assert M.youden_threshold(y, s) == 0.5
+    assert T.youden_threshold(y, s) == 0.5
 
 
 def test_threshold_for_sensitivity():
-    assert M.threshold_for_sensitivity(Y, S, 1.0) == 0.35
-    assert M.threshold_for_sensitivity(Y, S, 0.5) == 0.8
-    assert M.threshold_for_sensitivity(Y, S, 0.6) == 0.35
+    assert T.threshold_for_sensitivity(Y, S, 1.0) == 0.35
+    assert T.threshold_for_sensitivity(Y, S, 0.5) == 0.8
+    assert T.threshold_for_sensitivity(Y, S, 0.6) == 0.35
     for target in (0.0, 1.5, -1):
         with pytest.raises(ValueError, match="target sensitivity"):
-            M.threshold_for_sensitivity(Y, S, target)
+            T.threshold_for_sensitivity(Y, S, target)
     with pytest.raises(ValueError, match="0 positive"):
-        M.threshold_for_sensitivity([0, 0], [0.1, 0.2], 0.9)
+        T.threshold_for_sensitivity([0, 0], [0.1, 0.2], 0.9)
 
 
 def test_choose_threshold():
-    assert M.choose_threshold(Y, S) == 0.8
-    assert M.choose_threshold(Y, S, "fixed", 0.5) == 0.5
-    assert M.choose_threshold(Y, S, "sensitivity", 0.9) == 0.35
+    assert T.choose_threshold(Y, S) == 0.8
+    assert T.choose_threshold(Y, S, "fixed", 0.5) == 0.5
+    assert T.choose_threshold(Y, S, "sensitivity", 0.9) == 0.35
     with pytest.raises(ValueError, match="unknown threshold method"):
-        M.choose_threshold(Y, S, "otsu")
+        T.choose_threshold(Y, S, "otsu")
     with pytest.raises(ValueError, match="takes no value"):
-        M.choose_threshold(Y, S, "youden", 0.3)
+        T.choose_threshold(Y, S, "youden", 0.3)
     with pytest.raises(ValueError, match="needs a value"):
-        M.choose_threshold(Y, S, "fixed")
+        T.choose_threshold(Y, S, "fixed")
     with pytest.raises(ValueError, match="finite"):
-        M.choose_threshold(Y, S, "fixed", math.inf)
+        T.choose_threshold(Y, S, "fixed", math.inf)
     with pytest.raises(ValueError, match="both classes"):
-        M.choose_threshold([1, 1, 1], [0.1, 0.2, 0.3])
+        T.choose_threshold([1, 1, 1], [0.1, 0.2, 0.3])
 
 
 # ----------------------------------------------------------------------------- bootstrap
@@ -188,7 +190,7 @@ def test_resample_aucs_equal_auc_of_each_resample():
     s = np.round(rng.random(30), 1)  # heavy ties
     _, group = np.unique(s, return_inverse=True)
     idx = rng.integers(0, 30, (40, 30))
-    got = M._resample_aucs(y, group, int(group.max()) + 1, idx)
+    got = B._resample_aucs(y, group, int(group.max()) + 1, idx)
     for b in range(40):
         assert got[b] == pytest.approx(M.roc_auc_score(y[idx[b]], s[idx[b]]), abs=1e-12), b
 
@@ -197,7 +199,7 @@ def test_bootstrap_ci_contains_estimate_and_narrows_with_n():
     widths = []
     for n in (200, 5000):
         y, s = _separable(n, seed=n)
-        lo, hi = M.bootstrap_auc_ci(y, s, n_boot=300, seed=0)
+        lo, hi = B.bootstrap_auc_ci(y, s, n_boot=300, seed=0)
         assert lo < M.roc_auc_score(y, s) < hi
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 3  # width ~ 1/sqrt(n): 25x the data, ~5x narrower
@@ -205,30 +207,30 @@ def test_bootstrap_ci_contains_estimate_and_narrows_with_n():
 
 def test_bootstrap_is_seeded():
     y, s = _separable(500, seed=1)
-    a = M.bootstrap_auc_samples(y, s, n_boot=50, seed=7)
-    np.testing.assert_array_equal(a, M.bootstrap_auc_samples(y, s, n_boot=50, seed=7))
-    assert not np.array_equal(a, M.bootstrap_auc_samples(y, s, n_boot=50, seed=8))
+    a = B.bootstrap_auc_samples(y, s, n_boot=50, seed=7)
+    np.testing.assert_array_equal(a, B.bootstrap_auc_samples(y, s, n_boot=50, seed=7))
+    assert not np.array_equal(a, B.bootstrap_auc_samples(y, s, n_boot=50, seed=8))
     assert a.shape == (50,)
 
 
 def test_bootstrap_skips_and_counts_one_class_resamples():
     y = np.array([1, 0, 0, 0, 0, 0])  # one positive in six: ~1/3 of resamples have none
     s = np.arange(6.0)
-    samples = M.bootstrap_auc_samples(y, s, n_boot=200, seed=0)
+    samples = B.bootstrap_auc_samples(y, s, n_boot=200, seed=0)
     n_skipped = int(np.isnan(samples).sum())
     assert 30 < n_skipped < 110
     with pytest.warns(UndefinedMetricWarning, match=f"{n_skipped} of 200 bootstrap resamples"):
-        lo, hi = M.bootstrap_auc_ci(y, s, n_boot=200, seed=0)
+        lo, hi = B.bootstrap_auc_ci(y, s, n_boot=200, seed=0)
     assert 0.0 <= lo <= hi <= 1.0
     with pytest.warns(UndefinedMetricWarning, match="one class"):
-        assert all(math.isnan(v) for v in M.bootstrap_auc_ci([1, 1], [0.2, 0.3]))
+        assert all(math.isnan(v) for v in B.bootstrap_auc_ci([1, 1], [0.2, 0.3]))
 
 
 def test_bootstrap_argument_checks():
     with pytest.raises(ValueError, match="n_boot"):
-        M.bootstrap_auc_samples(Y, S, n_boot=0)
+        B.bootstrap_auc_samples(Y, S, n_boot=0)
     with pytest.raises(ValueError, match="alpha"):
-        M.bootstrap_auc_ci(Y, S, alpha=1.0)
+        B.bootstrap_auc_ci(Y, S, alpha=1.0)
 
 
 # ----------------------------------------------------------------------------- input validation
@@ -253,8 +255,8 @@ def test_bootstrap_argument_checks():
 )  # fmt: skip
 @pytest.mark.parametrize(
     "fn",
-    [M.roc_curve, M.roc_auc_score, M.precision_recall_curve, M.average_precision_score, M.youden_threshold,
-     lambda y, s: M.binary_metrics(y, s, 0.5), lambda y, s: M.bootstrap_auc_ci(y, s, n_boot=5)],
+    [M.roc_curve, M.roc_auc_score, M.precision_recall_curve, M.average_precision_score, T.youden_threshold,
+     lambda y, s: M.binary_metrics(y, s, 0.5), lambda y, s: B.bootstrap_auc_ci(y, s, n_boot=5)],
     ids=["roc_curve", "roc_auc", "pr_curve", "ap", "youden", "binary_metrics", "bootstrap"],
 )  # fmt: skip
 def test_input_validation(fn, y, s, match):
