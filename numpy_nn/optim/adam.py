@@ -77,35 +77,56 @@ class Adam(Optimizer):
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
             for p in self._params_with_grad(group):
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0.0
-                    state["exp_avg"] = self._zeros_state(p)
-                    state["exp_avg_sq"] = self._zeros_state(p)
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = self._zeros_state(p)
-                state["step"] += 1
-                t = state["step"]
-                # Python floats (never NumPy float64 scalars), so float32 arithmetic stays float32.
-                step_size = lr / (1 - beta1**t)
-                bias_correction2_sqrt = (1 - beta2**t) ** 0.5
-                if step_size != 0:  # lr = 0 leaves θ as is (and the scaling below would divide by 0)
-                    sqrt_v_scale, eps_scaled = 1 / (bias_correction2_sqrt * step_size), eps / step_size
+                state = adam_state(self, p, amsgrad)
+                step_size, sqrt_v_scale, eps_scaled = adam_scalars(state, lr, beta1, beta2, eps)
                 arrays = (p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"))
                 for theta, grad, m, v, v_max in blocks(*arrays):
                     a, tmp = self._scratch_pair(theta.dtype, theta.size)
-                    g = self._effective_grad(grad, theta, wd, maximize, out=a, tmp=tmp)
-                    lerp_(m, g, 1 - beta1, tmp)  # m ← β1 m + (1 − β1) g
-                    v *= beta2
-                    np.multiply(g, 1 - beta2, out=tmp)
-                    v += np.multiply(tmp, g, out=tmp)  # v ← β2 v + (1 − β2) g²
-                    if amsgrad:
-                        np.maximum(v_max, v, out=v_max)  # v^max ← max(v^max, v)
-                    if step_size != 0:
-                        # θ ← θ − step_size · m / denom with denom = √v / √(1 − β2^t) + ε, as
-                        # θ ← θ − m / (denom / step_size): scaling the denominator instead of the
-                        # quotient saves a pass (torch's capturable Adam computes it this way).
-                        np.sqrt(v_max if amsgrad else v, out=tmp)
-                        tmp *= sqrt_v_scale
-                        tmp += eps_scaled  # denom / step_size
-                        theta -= np.divide(m, tmp, out=tmp)
+                    g = self._effective_grad(grad, theta, wd, maximize, out=a, tmp=tmp)  # g + λθ
+                    adam_block_update(theta, g, m, v, v_max, beta1, beta2, step_size, sqrt_v_scale, eps_scaled, tmp)
+
+
+def adam_state(opt: Optimizer, p, amsgrad: bool) -> dict:
+    """The parameter's state, created on its first step (zeros in the parameter's dtype); step += 1."""
+    state = opt.state[p]
+    if not state:
+        state["step"] = 0.0
+        state["exp_avg"] = opt._zeros_state(p)
+        state["exp_avg_sq"] = opt._zeros_state(p)
+        if amsgrad:
+            state["max_exp_avg_sq"] = opt._zeros_state(p)
+    state["step"] += 1
+    return state
+
+
+def adam_scalars(state: dict, lr: float, beta1: float, beta2: float, eps: float):
+    """(step_size, 1 / (√(1 − β2^t) · step_size), ε / step_size) as Python floats.
+
+    Python floats, never NumPy float64 scalars, so float32 arithmetic stays float32. With lr = 0
+    the step size is 0 and the last two are unused (``adam_block_update`` leaves θ as is).
+    """
+    t = state["step"]
+    step_size = lr / (1 - beta1**t)
+    if step_size == 0:
+        return 0.0, 0.0, 0.0
+    bias_correction2_sqrt = (1 - beta2**t) ** 0.5
+    return step_size, 1 / (bias_correction2_sqrt * step_size), eps / step_size
+
+
+def adam_block_update(theta, g, m, v, v_max, beta1, beta2, step_size, sqrt_v_scale, eps_scaled, tmp) -> None:
+    """Adam's moment updates and parameter step on one block, in place (shared by Adam and AdamW,
+    which differ only in how weight decay enters: through g, or on θ directly)."""
+    lerp_(m, g, 1 - beta1, tmp)  # m ← β1 m + (1 − β1) g
+    v *= beta2
+    np.multiply(g, 1 - beta2, out=tmp)
+    v += np.multiply(tmp, g, out=tmp)  # v ← β2 v + (1 − β2) g²
+    if v_max is not None:
+        np.maximum(v_max, v, out=v_max)  # v^max ← max(v^max, v)   (amsgrad)
+    if step_size != 0:
+        # θ ← θ − step_size · m / denom with denom = √v / √(1 − β2^t) + ε, as
+        # θ ← θ − m / (denom / step_size): scaling the denominator instead of the
+        # quotient saves a pass (torch's capturable Adam computes it this way).
+        np.sqrt(v if v_max is None else v_max, out=tmp)
+        tmp *= sqrt_v_scale
+        tmp += eps_scaled  # denom / step_size
+        theta -= np.divide(m, tmp, out=tmp)

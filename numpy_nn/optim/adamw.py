@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from .adam import check_adam_args
-from .optimizer import Optimizer, blocks, lerp_
+from .adam import adam_block_update, adam_scalars, adam_state, check_adam_args
+from .optimizer import Optimizer, blocks
 
 
 class AdamW(Optimizer):
@@ -56,37 +54,12 @@ class AdamW(Optimizer):
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
             for p in self._params_with_grad(group):
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0.0
-                    state["exp_avg"] = self._zeros_state(p)
-                    state["exp_avg_sq"] = self._zeros_state(p)
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = self._zeros_state(p)
-                state["step"] += 1
-                t = state["step"]
-                # Python floats (never NumPy float64 scalars), so float32 arithmetic stays float32.
-                step_size = lr / (1 - beta1**t)
-                bias_correction2_sqrt = (1 - beta2**t) ** 0.5
-                if step_size != 0:  # lr = 0 leaves θ as is (and the scaling below would divide by 0)
-                    sqrt_v_scale, eps_scaled = 1 / (bias_correction2_sqrt * step_size), eps / step_size
+                state = adam_state(self, p, amsgrad)
+                step_size, sqrt_v_scale, eps_scaled = adam_scalars(state, lr, beta1, beta2, eps)
                 arrays = (p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"))
                 for theta, grad, m, v, v_max in blocks(*arrays):
                     a, tmp = self._scratch_pair(theta.dtype, theta.size)
-                    g = self._effective_grad(grad, theta, weight_decay=0, maximize=maximize, out=a, tmp=tmp)  # decay: below
+                    g = self._effective_grad(grad, theta, weight_decay=0, maximize=maximize, out=a, tmp=tmp)
                     if wd != 0:
-                        theta *= 1 - lr * wd  # θ ← θ (1 − γλ)
-                    lerp_(m, g, 1 - beta1, tmp)  # m ← β1 m + (1 − β1) g
-                    v *= beta2
-                    np.multiply(g, 1 - beta2, out=tmp)
-                    v += np.multiply(tmp, g, out=tmp)  # v ← β2 v + (1 − β2) g²
-                    if amsgrad:
-                        np.maximum(v_max, v, out=v_max)  # v^max ← max(v^max, v)
-                    if step_size != 0:
-                        # θ ← θ − step_size · m / denom with denom = √v / √(1 − β2^t) + ε, as
-                        # θ ← θ − m / (denom / step_size): scaling the denominator instead of the
-                        # quotient saves a pass (torch's capturable Adam computes it this way).
-                        np.sqrt(v_max if amsgrad else v, out=tmp)
-                        tmp *= sqrt_v_scale
-                        tmp += eps_scaled  # denom / step_size
-                        theta -= np.divide(m, tmp, out=tmp)
+                        theta *= 1 - lr * wd  # θ ← θ (1 − γλ): decoupled decay, not through g
+                    adam_block_update(theta, g, m, v, v_max, beta1, beta2, step_size, sqrt_v_scale, eps_scaled, tmp)
