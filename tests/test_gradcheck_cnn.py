@@ -107,10 +107,12 @@ class _ConvCroppingTheWrongCorner(Conv2d):
     """An off-by-padding col2im: the gradient of the padded input cropped at (0, 0), not (pH, pW)."""
 
     def backward(self, grad_output):
-        super().backward(grad_output)  # weight gradient; fills self._dcols
+        super().backward(grad_output)  # the weight and bias gradients
         n, c, h, w = self._x_shape
         (ph, pw), k, s, d = self.padding, self.kernel_size, self.stride, self.dilation
-        dxp = col2im(self._dcols, (n, c, h + 2 * ph, w + 2 * pw), k, s, (0, 0), d)
+        o = self.out_channels
+        dcols = self.weight.data.reshape(o, -1).T @ grad_output.transpose(1, 0, 2, 3).reshape(o, -1)  # (K, N·L)
+        dxp = col2im(dcols, (n, c, h + 2 * ph, w + 2 * pw), k, s, (0, 0), d)
         return dxp[:, :, :h, :w]
 
 
