@@ -69,7 +69,21 @@ def _route_along(g: np.ndarray, arg: np.ndarray, axis: int, kernel: int, stride:
     return out
 
 
-class MaxPool2d(Module):
+class _Pool2d(Module):
+    """What MaxPool2d and AvgPool2d share: torch's window arguments (``stride`` defaults to
+    ``kernel_size``; ints or pairs)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
     """y[n, c, y, x] = max over the window of xp (x padded with −∞).
 
     Twin: ``torch.nn.MaxPool2d`` (``dilation=1``, ``ceil_mode=False``).
@@ -99,11 +113,6 @@ class MaxPool2d(Module):
                [13., 15.]])
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
 
     def forward(self, x):
         ho, wo = _pool_geometry(x, self.kernel_size, self.stride, self.padding)
@@ -125,11 +134,9 @@ class MaxPool2d(Module):
         dxp = _route_along(d_rows, self._col_arg, 3, kw, sw, wp)  # (N, C, Hp, Wo) -> (N, C, Hp, Wp)
         return dxp[:, :, ph : hp - ph, pw : wp - pw]
 
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
-class AvgPool2d(Module):
+class AvgPool2d(_Pool2d):
     """y[n, c, y, x] = (1 / (kH·kW)) Σ over the window of xp (x zero-padded).
 
     Twin: ``torch.nn.AvgPool2d`` with its defaults ``count_include_pad=True``, ``ceil_mode=False``:
@@ -143,11 +150,6 @@ class AvgPool2d(Module):
     Shape: (N, C, H, W) -> (N, C, Ho, Wo), Ho = floor((H + 2·pH − kH) / sH) + 1, likewise Wo.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
 
     def forward(self, x):
         ho, wo = _pool_geometry(x, self.kernel_size, self.stride, self.padding)
@@ -173,8 +175,6 @@ class AvgPool2d(Module):
                 dxp[_offset_slices(i, j, self.stride, self._out_hw)] += share
         return dxp[:, :, ph : ph + h, pw : pw + w]
 
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class AdaptiveAvgPool2d(Module):
