@@ -38,9 +38,17 @@ def _available() -> dict[str, object]:
     return mods
 
 
+def program_name(argv0: str | None = None) -> str:
+    """``chexvision`` when run as the console script, else ``python -m chexvision``."""
+    import os
+
+    name = os.path.basename(sys.argv[0] if argv0 is None else argv0)
+    return "chexvision" if name in ("chexvision", "chexvision.exe") else "python -m chexvision"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m chexvision",
+        prog=program_name(),
         description="Chest X-ray screening (normal vs abnormal) with a hand-written NumPy track or a PyTorch track.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

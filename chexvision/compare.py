@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -59,6 +60,9 @@ _EXPECT = [
 ]
 EXPECT = "\n\n".join(textwrap.fill(p, 96) for p in _EXPECT)
 
+# measured: `python -m chexvision compare` with every default (float64, 200 steps, synthetic data)
+DEFAULT_DURATION = "the default run took MEASURE_ME"
+
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4}  # default --tolerance: rounding level per dtype
 TINY = 1e-300  # relative differences of an all-zero tensor are reported as 0
 
@@ -73,19 +77,20 @@ def add_arguments(p) -> None:
     g.add_argument("--model", choices=MODELS, default="mlp", help="mlp (CheXVision-mini) or cnn (default: mlp)")
     g.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="both tracks' parameter and batch dtype (default: float64)")
-    g.add_argument("--steps", type=int, default=200, help="optimizer steps (default: 200)")
+    g.add_argument("--steps", type=int, default=200, metavar="N",
+                   help=f"optimizer steps (default: 200; {DEFAULT_DURATION})")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=DEFAULTS.optimizer,
                    help=f"optimizer of both tracks (default: {DEFAULTS.optimizer})")
-    g.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"learning rate (default: {DEFAULTS.lr})")
-    g.add_argument("--hidden", type=parse_hidden, default=DEFAULTS.hidden,
+    g.add_argument("--lr", type=float, default=DEFAULTS.lr, metavar="LR", help=f"learning rate (default: {DEFAULTS.lr})")
+    g.add_argument("--hidden", type=parse_hidden, default=DEFAULTS.hidden, metavar="W,W,...",
                    help=f"MLP hidden widths (default: {','.join(map(str, DEFAULTS.hidden))})")
-    g.add_argument("--dropout", type=float, default=DEFAULTS.dropout,
+    g.add_argument("--dropout", type=float, default=DEFAULTS.dropout, metavar="X",
                    help=f"dropout p; both tracks drop the same units (default: {DEFAULTS.dropout})")
-    g.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+    g.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, metavar="N",
                    help=f"mini-batch size (default: {DEFAULTS.batch_size})")
-    g.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay,
+    g.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, metavar="X",
                    help=f"optimizer weight decay, weights only (default: {DEFAULTS.weight_decay})")
-    g.add_argument("--label-smoothing", type=float, default=DEFAULTS.label_smoothing,
+    g.add_argument("--label-smoothing", type=float, default=DEFAULTS.label_smoothing, metavar="X",
                    help=f"BCE label smoothing (default: {DEFAULTS.label_smoothing})")
     g.add_argument("--no-augment", dest="augment", action="store_false",
                    help="no augmentation (default: the training recipe's noise, brightness and contrast)")
@@ -96,15 +101,22 @@ def add_arguments(p) -> None:
     g.add_argument("--perturb", metavar="LAYER:EPS", default=None,
                    help="before training, add EPS to the first element of tensor LAYER (a parameter name such "
                         "as layers.0.weight, or a layer such as layers.0) in the NumPy track only")
-    g.add_argument("--tolerance", type=float, default=None,
+    g.add_argument("--tolerance", type=float, default=None, metavar="X",
                    help="the verdict names the first tensor and step whose max |difference| exceeds this "
                         f"(default: {TOLERANCE['float64']:g} in float64, {TOLERANCE['float32']:g} in float32)")
+    g.add_argument("--no-progress", action="store_true",
+                   help="no progress lines on stderr (default: steps done, elapsed and ETA)")
     g.add_argument("--out", metavar="DIR", default="runs/compare",
                    help="where compare.json and the plots go (default: runs/compare)")
 
 
 # -- the run ---------------------------------------------------------------------------------------------
 def run(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError("compare trains the NumPy and the torch track side by side and needs PyTorch "
+                        "(pip install torch); train, evaluate and predict with the NumPy track need nothing") from None
     if args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.threads is not None and args.threads < 1:
@@ -121,7 +133,7 @@ def run(args) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
 
-    result = lockstep(cfg, args, args.steps, perturb, tolerance)
+    result = lockstep(cfg, args, args.steps, perturb, tolerance, progress=not getattr(args, "no_progress", False))
     out.mkdir(parents=True, exist_ok=True)
     from numpy_nn.serialization import atomic_write
 
@@ -147,8 +159,10 @@ def _parse_perturb(text: str | None) -> tuple[str, float] | None:
     return name, value
 
 
-def lockstep(cfg: TrainConfig, args, steps: int, perturb, tolerance: float) -> dict:
-    """Run both engines side by side for ``steps`` steps; return everything compare.json holds."""
+def lockstep(cfg: TrainConfig, args, steps: int, perturb, tolerance: float, progress: bool = False) -> dict:
+    """Run both engines side by side for ``steps`` steps; return everything compare.json holds.
+
+    With ``progress``, steps done, elapsed time and an ETA go to stderr (``StepProgress``)."""
     from .data import Augmenter, BatchLoader, Standardizer, data_config, open_dataset
     from .tracks import layout, load_track, model_spec
 
@@ -193,6 +207,7 @@ def lockstep(cfg: TrainConfig, args, steps: int, perturb, tolerance: float) -> d
             max_rel[k].append(r)
 
     record()  # step 0: before the first update
+    bar = StepProgress(steps, "compare") if progress else None
     step, epoch = 0, 0
     while step < steps:
         loader.set_epoch(epoch)
@@ -206,10 +221,14 @@ def lockstep(cfg: TrainConfig, args, steps: int, perturb, tolerance: float) -> d
                 losses[name].append(data_loss + reg_loss)
             step += 1
             record()
+            if bar is not None:
+                bar.update(step)
             if step == steps:
                 break
         epoch += 1
 
+    if bar is not None:
+        bar.close()
     result = {
         "config": {
             "model": cfg.model, "spec": spec, "dtype": cfg.dtype, "steps": steps, "optimizer": cfg.optimizer,
@@ -227,6 +246,39 @@ def lockstep(cfg: TrainConfig, args, steps: int, perturb, tolerance: float) -> d
     }
     result["verdict"] = verdict(result)
     return _json_safe(result)
+
+
+class StepProgress:
+    """Steps done, elapsed time and ETA on stderr: one line rewritten in place on a terminal, a
+    new line at every tenth of the run otherwise (logs stay short)."""
+
+    def __init__(self, total: int, label: str, stream=None):
+        self.total, self.label, self.stream = total, label, stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+        self.shown, self.last = 0, 0.0
+
+    def line(self, done: int) -> str:
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / done * (self.total - done) if done else math.nan
+        return (f"{self.label}: step {done}/{self.total} ({100 * done / self.total:.0f}%), {elapsed:.0f} s elapsed, "
+                f"ETA {eta:.0f} s")
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if self.tty:
+            if now - self.last >= 0.5 or done == self.total:
+                self.stream.write("\r" + self.line(done) + " " * 4)
+                self.stream.flush()
+                self.last = now
+        elif done * 10 // self.total > self.shown or done == self.total:
+            self.shown = done * 10 // self.total
+            print(self.line(done), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _tensors(np_model, t_model) -> tuple[dict, dict]:

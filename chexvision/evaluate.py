@@ -11,6 +11,7 @@ threshold is chosen on validation only; the test split is touched here and nowhe
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,9 @@ def add_arguments(p) -> None:
                    help="a run directory (its best/ checkpoint is used) or a checkpoint folder")
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="test: report validation and test (default); val: validation only")
-    p.add_argument("--track", choices=TRACKS, default=None, help="engine to score with (default: the training track)")
+    p.add_argument("--track", choices=TRACKS, default="numpy",
+                   help="engine to score with; either scores a checkpoint of either track (default: numpy, which "
+                        "needs no torch)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch track only (default: cpu)")
     p.add_argument("--threshold", default=None,
                    help="youden, fixed:P or sensitivity:S, chosen on validation (default: the training config's)")
@@ -62,6 +65,42 @@ def load_standardizer(checkpoint: ckpt.Checkpoint):
         raise UserError(f"{checkpoint.dir / ckpt.STANDARDIZER_FILE}: not a standardizer ({e})") from None
 
 
+def check_engine(track: str, device: str = "cpu") -> None:
+    """Fail now, before anything is created, if ``track`` / ``device`` cannot run here
+    (torch missing, ``--device cuda`` without CUDA)."""
+    from .tracks import load_track
+
+    mod = load_track(track)
+    if track == "torch":
+        mod.resolve_device(device)
+
+
+def open_data(data_cfg: dict, progress: bool = False):
+    """``open_dataset``, leaving nothing behind when it fails: a cache folder this call created
+    that holds nothing but its ``.lock`` (the listing failed: bad ``--data-dir``, empty folder)
+    is removed again, with the parent folders it created."""
+    from .data import open_dataset
+
+    cache = Path(data_cfg["cache"]).expanduser().resolve() if data_cfg.get("cache") else None
+    created = []
+    if cache is not None:
+        p = cache
+        while not p.exists() and p != p.parent:
+            created.append(p)
+            p = p.parent
+    try:
+        return open_dataset(data_cfg, progress=progress)
+    except BaseException:
+        for d in created:  # innermost first
+            try:
+                if d.is_dir() and not d.is_symlink() and {c.name for c in d.iterdir()} <= {".lock"}:
+                    (d / ".lock").unlink(missing_ok=True)
+                    d.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def relocated_data_config(data_cfg: dict, data_dir: str | None, cache: str | None) -> dict:
     """The saved data config with its dataset / cache folders replaced where given."""
     cfg = dict(data_cfg)
@@ -83,48 +122,77 @@ def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple
 
 
 def run(args) -> int:
-    from .data import open_dataset
+    evaluate_checkpoint(args.checkpoint, track=args.track, device=args.device, threshold=args.threshold,
+                        out=args.out, split=args.split, data_dir=args.eval_data_dir, cache=args.eval_cache,
+                        n_boot=args.n_boot, progress=not args.no_progress and sys.stderr.isatty())
+    return 0
+
+
+def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = "cpu", threshold: str | None = None,
+                        out=None, split: str = "test", data_dir: str | None = None, cache: str | None = None,
+                        n_boot: int = 1000, progress: bool = False, ds=None, command: str = "evaluate") -> dict:
+    """What ``python -m chexvision evaluate`` does, callable (``train`` ends with it).
+
+    Scores the checkpoint's validation split (and test split, unless ``split="val"``) with
+    ``track``, chooses the threshold on validation, writes the artifacts with
+    ``report.write_evaluation`` into ``out`` (default: the run directory) and prints a summary.
+    ``ds`` is the already opened dataset of the checkpoint's data config (``train`` passes its
+    own); by default it is reopened from the saved config. Python warnings raised on the way
+    (e.g. bootstrap resamples holding one class) are printed as one line each, without source.
+
+    Returns ``write_evaluation``'s result.
+    """
     from .report import write_evaluation
     from .tracks import layout
 
-    checkpoint = ckpt.load_checkpoint(args.checkpoint)
+    checkpoint = ckpt.load_checkpoint(checkpoint_path)
     train = checkpoint.train
-    track = args.track or train["track"]
-    threshold = args.threshold or train.get("threshold", "youden")
+    threshold = threshold or train.get("threshold", "youden")
     method, value = parse_threshold(threshold)
-    engine = load_engine(checkpoint, track, args.device)
+    engine = load_engine(checkpoint, track, device)
     standardizer = load_standardizer(checkpoint)
-    data_cfg = relocated_data_config(checkpoint.data, args.eval_data_dir, args.eval_cache)
-    ds = open_dataset(data_cfg, progress=not args.no_progress and sys.stderr.isatty())
+    if ds is None:
+        check_engine(track, device)
+        ds = open_data(relocated_data_config(checkpoint.data, data_dir, cache), progress=progress)
     lay = layout(checkpoint.model_spec)
 
     val_idx = ds.indices("val")
     if len(val_idx) == 0:
         raise UserError("the validation split is empty; the threshold is chosen on it")
     val_scores, val_labels = score_split(engine, ds, val_idx, standardizer, lay, train["dtype"])
-    test_scores = test_labels = None
-    if args.split == "test":
+    test_scores = test_labels = test_groups = None
+    if split == "test":
         test_idx = ds.indices("test")
         if len(test_idx) == 0:
             raise UserError("the test split is empty (the data config has --test-fraction 0?); use --split val")
         test_scores, test_labels = score_split(engine, ds, test_idx, standardizer, lay, train["dtype"])
+        test_groups = ds.patients[test_idx]
 
-    out = Path(args.out) if args.out else checkpoint.run_dir
+    out = Path(out) if out else checkpoint.run_dir
     history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
     history = ckpt.read_json(history_path) if history_path.is_file() else None
-    config = dict(checkpoint.config, evaluated={"checkpoint": str(checkpoint.dir), "track": track,
-                                                "epoch": checkpoint.meta.get("epoch")})
-    result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
-                              test_labels=test_labels, history=history, config=config, threshold_method=method,
-                              threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0))
+    config = dict(checkpoint.config, evaluated={"checkpoint": str(checkpoint.dir), "track": track, "device": device,
+                                                "epoch": checkpoint.meta.get("epoch"),
+                                                "run": checkpoint.run_dir.name})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
+                                  test_labels=test_labels, history=history, config=config, threshold_method=method,
+                                  threshold_value=value, n_boot=n_boot, seed=train.get("seed", 0),
+                                  val_groups=ds.patients[val_idx], test_groups=test_groups,
+                                  train_labels=ds.labels[ds.indices("train")])
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"chexvision {command}: warning: {message}", file=sys.stderr)
+    for line in result["warnings"]:
+        print(f"chexvision {command}: warning: {line}", file=sys.stderr)
     thr = result["threshold"]["value"]
-    print(f"chexvision evaluate: {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} track; "
-          f"threshold {thr:.4g} ({threshold} on validation)")
+    print(f"chexvision {command}: evaluated {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} "
+          f"track; threshold {thr:.4g} ({threshold} on validation); AUC intervals: {result['bootstrap']['method']}")
     for name in ("val", "test"):
         m = result.get(name)
         if m:
             print(f"  {name:<4} n={m['n']:<6} ROC-AUC {m['roc_auc']:.4f}  accuracy {m['accuracy']:.3f}  "
                   f"balanced {m['balanced_accuracy']:.3f}  sensitivity {m['recall']:.3f}  "
                   f"specificity {m['specificity']:.3f}")
-    print(f"  wrote {out / 'metrics.json'} and {out / 'REPORT.md'}")
-    return 0
+    print(f"  wrote {out / 'metrics.json'}, {out / 'REPORT.md'}, scores and plots")
+    return result

@@ -51,44 +51,54 @@ def _series(history: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(xs), np.asarray(ys)
 
 
-def plot_history(history: list[dict], path: str | os.PathLike | None) -> bytes:
+def plot_history(history: list[dict], path: str | os.PathLike | None, title: str | None = None) -> bytes:
     """Training curves per epoch: losses on the left axis, validation AUC / accuracy on the right,
-    and the learning rate in a panel below when present.
+    the learning rate in a panel below when present, and the legend outside the data (right).
+
+    The train total loss (data + regularisation) is drawn only where it differs from the data
+    loss (an L1/L2 penalty is on); otherwise one line says "train loss (data = total, no L1/L2)".
+    Each series has its own colour, line style and marker, so overlapping lines stay visible.
 
     Args:
         history: one dict per epoch with any of ``epoch, train_loss`` (data + regularisation),
             ``train_data_loss, train_reg_loss, val_loss, val_auc, val_accuracy, lr``; missing,
             None or non-finite entries are skipped.
         path: PNG file to write, or None to only return the bytes.
+        title: e.g. the run name and track; "Training history" is prepended.
     """
     has_lr = _series(history, "lr")[0].size > 0
-    fig = _new_figure((7.0, 6.0) if has_lr else (7.0, 4.5))
+    fig = _new_figure((8.5, 6.0) if has_lr else (8.5, 4.5))
     if has_lr:
         ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     else:
         ax, ax_lr = fig.subplots(1, 1), None
 
+    xd, yd = _series(history, "train_data_loss")
+    xt, yt = _series(history, "train_loss")
+    same = xd.size == 0 or (xd.size == xt.size and np.allclose(yd, yt, rtol=1e-9, atol=0))
+    losses = [("train_loss", "train loss (data = total, no L1/L2)", "tab:blue", "-", "o")] if same else [
+        ("train_data_loss", "train data loss", "tab:blue", "-", "o"),
+        ("train_loss", "train total loss (+ L1/L2)", "tab:cyan", "--", "^"),
+    ]
+    losses.append(("val_loss", "val loss", "tab:orange", "-", "D"))
     handles = []
-    for key, label, style in [
-        ("train_data_loss", "train data loss", "-"),
-        ("train_loss", "train total loss", "--"),
-        ("val_loss", "val loss", "-"),
-    ]:
+    for key, label, color, style, marker in losses:
         x, y = _series(history, key)
         if x.size:
-            handles += ax.plot(x, y, style, marker="o", markersize=3, label=label)
+            handles += ax.plot(x, y, style, color=color, marker=marker, markersize=4, label=label)
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
 
     ax2 = ax.twinx()
-    for key, label, color in [("val_auc", "val ROC-AUC", "tab:red"), ("val_accuracy", "val accuracy", "tab:purple")]:
+    for key, label, color, marker in [("val_auc", "val ROC-AUC", "tab:red", "s"),
+                                      ("val_accuracy", "val accuracy", "tab:purple", "v")]:
         x, y = _series(history, key)
         if x.size:
-            handles += ax2.plot(x, y, ":", color=color, marker="s", markersize=3, label=label)
+            handles += ax2.plot(x, y, ":", color=color, marker=marker, markersize=4, label=label)
     ax2.set_ylabel("validation AUC / accuracy")
-    if handles:
-        ax.legend(handles=handles, loc="best", fontsize="small")
-    ax.set_title("Training history")
+    if handles:  # outside the axes, so it never covers a point
+        fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    ax.set_title("Training history" + (f": {title}" if title else ""))
 
     if ax_lr is not None:
         x, y = _series(history, "lr")

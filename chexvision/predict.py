@@ -6,9 +6,11 @@ saved threshold: the one in the run's ``metrics.json`` when ``evaluate`` has bee
 checkpoint, otherwise the one chosen on validation during training (``meta.json``).
 
 A file that cannot be scored (missing, a directory, truncated, not an image, too large) is
-reported on stderr as one line naming it and the reason; the other files are still scored.
-Exit status: 0 all scored, 1 some files failed, 2 nothing scored (or a bad checkpoint).
-With the NumPy track nothing here imports torch.
+reported on stderr as one line naming it and the reason, listed after the table and in the
+``--out`` file (prediction ``unreadable`` and an ``error`` column); the other files are still
+scored. The header names the model: the data it was trained on and its validation AUC.
+Exit status: 0 every image scored, 3 some images unreadable (the rest scored), 2 nothing
+scored (or bad input: a bad checkpoint, no images). With the NumPy track nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ HELP = "P(abnormal) and normal/abnormal for images, from a checkpoint, with eith
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm")
 PREDICT_BATCH = 64
+EXIT_PARTIAL = 3
+EXIT_STATUS = ("exit status: 0 every image scored; 3 some images could not be read (the others are scored, the "
+               "unreadable ones listed with the reason); 2 nothing scored or bad input")
 
 
 def add_arguments(p) -> None:
@@ -37,8 +42,12 @@ def add_arguments(p) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", metavar="PATH", nargs="+", help="one or more image files")
     src.add_argument("--dir", metavar="DIR", help=f"every image in DIR ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
+    p.add_argument("--recursive", action="store_true",
+                   help="with --dir: also the images in its subfolders (e.g. normal/ and abnormal/); symbolic links "
+                        "to folders are not followed")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", metavar="FILE", help="also write the results to FILE (.csv or .json)")
+    p.epilog = EXIT_STATUS
     p.add_argument("--track", choices=TRACKS, default="numpy",
                    help="engine to score with (default: numpy, which never imports torch)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch track only (default: cpu)")
@@ -65,7 +74,7 @@ def saved_threshold(checkpoint: ckpt.Checkpoint) -> tuple[float, str]:
     return float(thr["value"]), f"{checkpoint.dir / ckpt.META_FILE} ({thr.get('method')} on validation at training)"
 
 
-def collect_paths(images: list[str] | None, directory: str | None) -> list[Path]:
+def collect_paths(images: list[str] | None, directory: str | None, recursive: bool = False) -> list[Path]:
     if images:
         return [Path(p) for p in images]
     d = Path(directory)
@@ -73,10 +82,30 @@ def collect_paths(images: list[str] | None, directory: str | None) -> list[Path]
         raise UserError(f"--dir {d}: no such directory")
     if not d.is_dir():
         raise UserError(f"--dir {d}: not a directory")
-    paths = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if recursive:
+        import os
+
+        found = [Path(root) / name for root, _, files in os.walk(d) for name in files]  # links to folders not followed
+    else:
+        found = list(d.iterdir())
+    paths = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise UserError(f"--dir {d}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        more = "" if recursive else " (add --recursive for subfolders)"
+        raise UserError(f"--dir {d}: no image files ({', '.join(IMAGE_SUFFIXES)}){more}")
     return paths
+
+
+def model_header(checkpoint: ckpt.Checkpoint, track: str) -> str:
+    """One line on what the model is: trained on which data, its validation AUC, the scoring track."""
+    data, meta, train = checkpoint.data, checkpoint.meta, checkpoint.train
+    dataset = data.get("dataset", "?")
+    where = f" ({data['data_dir']})" if data.get("data_dir") else ""
+    auc = meta.get("val_auc")
+    auc_text = f"validation AUC {auc:.4f}" if isinstance(auc, (int, float)) else "validation AUC unknown"
+    return (f"model {checkpoint.dir}: trained on {dataset} data{where} with the {train.get('track', '?')} track, "
+            f"epoch {meta.get('epoch', '?')}, {auc_text}; scored with the {track} track"
+            + ("\n  (synthetic training images: these scores say nothing about real X-rays)" if dataset == "synthetic"
+               else ""))
 
 
 def read_image(path: Path, image_size: int) -> np.ndarray:
@@ -111,7 +140,9 @@ def run(args) -> int:
     from .evaluate import load_engine, load_standardizer
 
     checkpoint = ckpt.load_checkpoint(args.checkpoint)
-    paths = collect_paths(args.image, args.dir)
+    if args.recursive and not args.dir:
+        raise UserError("--recursive goes with --dir")
+    paths = collect_paths(args.image, args.dir, args.recursive)
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out {args.out}: give a .csv or .json file name")
     if args.threshold is not None:
@@ -122,14 +153,16 @@ def run(args) -> int:
     standardizer = load_standardizer(checkpoint)
     size = int(checkpoint.model_spec["image_size"])
 
-    good, arrays, failed = [], [], 0
+    good, arrays, failed = [], [], []
     for path in paths:
         try:
             arrays.append(read_image(path, size))
             good.append(path)
         except UserError as e:
             print(f"chexvision predict: error: {e}", file=sys.stderr)
-            failed += 1
+            reason = str(e)
+            failed.append({"path": str(path), "error": reason[len(f"{path}: "):] if reason.startswith(f"{path}: ")
+                           else reason})
     rows = []
     if good:
         probs = predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec)
@@ -137,35 +170,46 @@ def run(args) -> int:
             label = int(p >= threshold)
             rows.append({"path": str(path), "p_abnormal": float(p), "label": label,
                          "prediction": "abnormal" if label else "normal", "threshold": threshold})
-    _emit(rows, args, threshold, source)
+    bad = [{"path": f["path"], "p_abnormal": None, "label": None, "prediction": "unreadable", "threshold": threshold,
+            "error": f["error"]} for f in failed]
+    _emit(rows, bad, args, threshold, source, model_header(checkpoint, args.track))
     if failed:
-        return 2 if not rows else 1
+        return 2 if not rows else EXIT_PARTIAL
     return 0
 
 
-def _emit(rows: list[dict], args, threshold: float, source: str) -> None:
+def _emit(rows: list[dict], bad: list[dict], args, threshold: float, source: str, header: str) -> None:
     if args.out:
         from numpy_nn.serialization import atomic_write
 
-        text = _json_text(rows) if args.out.lower().endswith(".json") else _csv_text(rows)
+        text = _json_text(rows + bad) if args.out.lower().endswith(".json") else _csv_text(rows + bad)
         atomic_write(args.out, lambda f: f.write(text.encode("utf-8")))
     if args.json:
-        sys.stdout.write(_json_text(rows))
+        sys.stdout.write(_json_text(rows + bad))
         return
+    print(header)
     if rows:
         width = max(len(r["path"]) for r in rows)
         for r in rows:
             print(f"{r['path']:<{width}}  {r['p_abnormal']:.4f}  {r['prediction']}")
         print(f"threshold {threshold:.4g} from {source}")
+    if bad:
+        print(f"{len(bad)} of {len(rows) + len(bad)} images could not be read and were not scored:")
+        for b in bad:
+            print(f"  {b['path']}: {b['error']}")
+    if args.out:
+        print(f"wrote {args.out}")
 
 
 def _json_text(rows: list[dict]) -> str:
-    return json.dumps(rows, indent=2) + "\n"
+    return json.dumps([{k: v for k, v in r.items() if not (k == "error" and v is None)} for r in rows], indent=2) + "\n"
 
 
 def _csv_text(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["path", "p_abnormal", "label", "prediction", "threshold"], lineterminator="\n")
+    fields = ["path", "p_abnormal", "label", "prediction", "threshold"] + (["error"] if any("error" in r for r in rows)
+                                                                            else [])
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()

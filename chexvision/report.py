@@ -25,11 +25,11 @@ from . import metrics as M
 from . import plots
 from .bootstrap import bootstrap_auc_samples, percentile_ci
 from .errors import UserError
+from .model_card import THRESHOLD_RULE, report_markdown, small_validation_warning
 from .thresholds import choose_threshold
 
 SCHEMA = "chexvision.metrics/1"
 ALPHA = 0.05  # the CI written is the 95% percentile-bootstrap interval
-THRESHOLD_RULE = "predict abnormal (1) when score >= threshold"
 
 # Every file write_evaluation may write; those not written by a call are removed (stale).
 ARTIFACTS = (
@@ -73,7 +73,8 @@ def _check_split(name: str, scores, labels) -> tuple[np.ndarray, np.ndarray]:
     return s, y
 
 
-def split_metrics(scores, labels, threshold: float, *, n_boot: int = 1000, seed: int = 0, name: str = "") -> dict:
+def split_metrics(scores, labels, threshold: float, *, n_boot: int = 1000, seed: int = 0, name: str = "",
+                  groups=None) -> dict:
     """All numbers reported for one split at a given threshold (plain Python types, nan kept).
 
     Keys: ``name``, the ``binary_metrics`` keys (counts, rates, accuracy, balanced_accuracy,
@@ -81,15 +82,24 @@ def split_metrics(scores, labels, threshold: float, *, n_boot: int = 1000, seed:
     ([lo, hi]), ``bootstrap_skipped`` (resamples with one class), ``average_precision``,
     ``youden_j`` (recall + specificity − 1), ``confusion_matrix`` ([[tn, fp], [fn, tp]]),
     ``roc_curve`` ({fpr, tpr, thresholds}; thresholds[0] is inf) and ``pr_curve``
-    ({precision, recall, thresholds}) as NumPy arrays, exact, collinear intermediate points dropped.
+    ({precision, recall, thresholds}) as NumPy arrays, exact, collinear intermediate points dropped,
+    ``bootstrap_unit`` ("patients" when ``groups`` (one patient id per image) has a patient with
+    several images: the cluster bootstrap; "images" otherwise) and ``n_patients``.
     """
     s, y = _check_split(name or "evaluated", scores, labels)
     out = {"name": name}
     out.update(M.binary_metrics(y, s, threshold))
     out["youden_j"] = out["recall"] + out["specificity"] - 1
     out["roc_auc"] = M.roc_auc_score(y, s)
+    if groups is not None and len(groups) != len(y):
+        raise UserError(f"{name or 'evaluated'} split: {len(groups)} patient ids for {len(y)} scores")
+    n_patients = len(np.unique(groups)) if groups is not None else None
+    cluster = n_patients is not None and n_patients < len(y)
+    out["bootstrap_unit"] = "patients" if cluster else "images"
+    if n_patients is not None:
+        out["n_patients"] = n_patients
     if out["n_positive"] and out["n_negative"]:
-        samples = bootstrap_auc_samples(y, s, n_boot=n_boot, seed=seed)
+        samples = bootstrap_auc_samples(y, s, n_boot=n_boot, seed=seed, groups=groups if cluster else None)
         out["roc_auc_ci95"] = list(percentile_ci(samples, ALPHA))
         out["bootstrap_skipped"] = int(np.isnan(samples).sum())
     else:
@@ -104,34 +114,7 @@ def split_metrics(scores, labels, threshold: float, *, n_boot: int = 1000, seed:
     return out
 
 
-# ----------------------------------------------------------------------------- REPORT.md
-
-
-def _fmt(v, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}"
-    return f"{v:.{digits}f}"
-
-
-def _md_cell(v) -> str:
-    return str(v).replace("|", "\\|")
-
-
-def _flat_config(config, prefix: str = "") -> list[tuple[str, object]]:
-    rows = []
-    if isinstance(config, dict):
-        for k, v in config.items():
-            rows += _flat_config(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-    return rows
-
-
-_METHOD_TEXT = {
-    "youden": "maximises Youden's J = sensitivity + specificity − 1 on the validation split",
-    "sensitivity": "the highest threshold reaching sensitivity >= {value} on the validation split",
-    "fixed": "fixed by the user at {value}",
-}
+# ----------------------------------------------------------------------------- summaries
 
 
 def _training_summary(history: list[dict]) -> dict:
@@ -172,102 +155,6 @@ def _json_split(sp: dict | None) -> dict | None:
     return {**sp, "roc_curve": _thin_curve(sp["roc_curve"]), "pr_curve": _thin_curve(sp["pr_curve"])}
 
 
-def _report_markdown(result: dict, files: list[str]) -> str:
-    val, test = result["val"], result.get("test")
-    splits = [val] + ([test] if test else [])
-    thr = result["threshold"]
-    lines = ["# CheXVision evaluation report", ""]
-    lines += [
-        "Binary screening of chest X-rays: **abnormal** (any finding, label 1) vs **normal** "
-        '("No Finding", label 0). Scores are the model\'s abnormality score; '
-        f"the decision rule is: {THRESHOLD_RULE}.",
-        "",
-    ]
-
-    rows = [(k, v) for k, v in _flat_config(result.get("config") or {}) if len(str(v)) <= 80]
-    if rows:
-        lines += ["## Model and run", "", "| setting | value |", "|---|---|"]
-        lines += [f"| {k} | {_md_cell(v)} |" for k, v in rows[:40]]
-        lines += [""]
-
-    lines += ["## Data", "", "| split | images | abnormal | normal | abnormal rate |", "|---|---:|---:|---:|---:|"]
-    for sp in splits:
-        lines.append(
-            f"| {sp['name']} | {_fmt(sp['n'])} | {_fmt(sp['n_positive'])} | {_fmt(sp['n_negative'])} | "
-            f"{_fmt(sp['positive_rate'])} |"
-        )
-    lines += [""]
-
-    header = "| metric | " + " | ".join(sp["name"] for sp in splits) + " |"
-    lines += ["## Results", "", f"At threshold {thr['value']:.6g} (chosen on validation).", "", header]
-    lines.append("|---|" + "---:|" * len(splits))
-
-    def row(label, fn):
-        lines.append(f"| {label} | " + " | ".join(fn(sp) for sp in splits) + " |")
-
-    row("ROC-AUC (95% bootstrap CI)", lambda sp: f"{_fmt(sp['roc_auc'])} ({_fmt(sp['roc_auc_ci95'][0])}–"
-        f"{_fmt(sp['roc_auc_ci95'][1])})")  # fmt: skip
-    row("average precision", lambda sp: _fmt(sp["average_precision"]))
-    row("accuracy", lambda sp: _fmt(sp["accuracy"]))
-    row("balanced accuracy", lambda sp: _fmt(sp["balanced_accuracy"]))
-    row("precision (PPV)", lambda sp: _fmt(sp["precision"]))
-    row("recall (sensitivity)", lambda sp: _fmt(sp["recall"]))
-    row("specificity", lambda sp: _fmt(sp["specificity"]))
-    row("F1", lambda sp: _fmt(sp["f1"]))
-    row("predicted abnormal rate", lambda sp: _fmt(sp["predicted_positive_rate"]))
-    row("TN / FP / FN / TP", lambda sp: " / ".join(_fmt(sp[k]) for k in ("tn", "fp", "fn", "tp")))
-    lines += [""]
-
-    method = _METHOD_TEXT[thr["method"]].format(value=thr["method_value"])
-    lines += [
-        "## Decision threshold",
-        "",
-        f"- value: **{thr['value']:.6g}** — {method}.",
-        f"- Youden's J on validation at this threshold: {_fmt(val['youden_j'])}.",
-        "- Chosen on the validation split only and applied unchanged to the test split; "
-        "the test split influenced no choice.",
-        "",
-    ]
-
-    training = result.get("training")
-    if training:
-        lines += ["## Training", "", f"- epochs: {training['epochs']}"]
-        if "best_val_auc" in training:
-            lines.append(
-                f"- best validation AUC: {_fmt(training['best_val_auc'])} at epoch {training['best_val_auc_epoch']}"
-            )
-        for key in ("final_train_loss", "final_val_loss"):
-            if key in training:
-                lines.append(f"- {key.replace('_', ' ')}: {_fmt(training[key], 4)}")
-        lines += [""]
-
-    figures = [f for f in files if f.endswith(".png")]
-    lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
-
-    lines += ["## Caveats", ""]
-    if test:
-        lines.append(
-            f"- Abnormal rate differs between validation ({_fmt(val['positive_rate'])}) and {test['name']} "
-            f"({_fmt(test['positive_rate'])}); plain accuracy moves with prevalence (the NIH official test split "
-            "is more abnormal-heavy than train/val), so read balanced accuracy and ROC-AUC beside it."
-        )
-    lines += [
-        "- The bootstrap resamples images, not patients; with several images per patient the interval "
-        "is somewhat too narrow.",
-        "- NIH ChestX-ray14 labels were mined from radiology reports by NLP and are noisy; "
-        '"No Finding" is not a radiologist\'s confirmed normal.',
-        "- A threshold chosen on one population may not transfer to another prevalence, scanner or site; "
-        "re-choose it on local validation data.",
-        "",
-        "## Intended use",
-        "",
-        "Research and teaching only: comparing a hand-written NumPy network with its PyTorch twin. "
-        "Not a medical device; not for diagnosis, triage or any clinical decision.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- the writer
 
 
@@ -289,6 +176,9 @@ def write_evaluation(
     n_boot: int = 1000,
     seed: int = 0,
     test_split_name: str = "test",
+    val_groups=None,
+    test_groups=None,
+    train_labels=None,
 ) -> dict:
     """Choose the threshold on validation, score validation and test, and write the artifacts.
 
@@ -309,13 +199,17 @@ def write_evaluation(
         seed: bootstrap seed (validation uses ``seed``, test ``seed + 1``).
         test_split_name: how the test split is named in the report (e.g. ``"test"``,
             ``"chexpert_valid"``); its files keep the ``test_`` prefix.
+        val_groups, test_groups: the patient id of each image, or None; with them the AUC
+            intervals resample patients (cluster bootstrap) where a patient has several images.
+        train_labels: the training split's labels, for the data table (optional).
 
     Returns:
         the metrics.json content as a dict, except that nan/inf stay floats and the curves are
         the exact NumPy arrays (metrics.json thins each to <= ``MAX_CURVE_POINTS`` points): ``schema``,
         ``threshold`` ({value, method, method_value, chosen_on, rule}), ``val``, ``test``
         (None without a test split; each as ``split_metrics``), ``bootstrap``, ``training``,
-        ``config``, ``files``.
+        ``config``, ``files``, ``train_split`` (counts; only with ``train_labels``), ``warnings`` (lines, e.g. a
+        validation split too small to choose a threshold reliably).
 
     Raises:
         UserError: a validation set with one class (the threshold is undefined), scores and
@@ -343,8 +237,19 @@ def write_evaluation(
     except ValueError as e:
         raise UserError(f"cannot choose the threshold: {e}") from e
 
-    val = split_metrics(vs, vy, threshold, n_boot=n_boot, seed=seed, name="val")
-    test = split_metrics(ts, ty, threshold, n_boot=n_boot, seed=seed + 1, name=test_split_name) if has_test else None
+    val = split_metrics(vs, vy, threshold, n_boot=n_boot, seed=seed, name="val", groups=val_groups)
+    test = (split_metrics(ts, ty, threshold, n_boot=n_boot, seed=seed + 1, name=test_split_name, groups=test_groups)
+            if has_test else None)
+    unit = "patients" if any(sp and sp["bootstrap_unit"] == "patients" for sp in (val, test)) else "images"
+    boot_method = ("percentile, patients resampled (cluster bootstrap: each drawn patient brings all their images)"
+                   if unit == "patients" else "percentile, images resampled")
+    warnings = [w for w in [small_validation_warning(val["n_positive"], val["n_negative"])] if w]
+    train_split = None
+    if train_labels is not None:
+        tl = np.asarray(train_labels)
+        n_pos = int((tl == 1).sum())
+        train_split = {"n": int(tl.size), "n_positive": n_pos, "n_negative": int(tl.size) - n_pos,
+                       "positive_rate": n_pos / tl.size if tl.size else math.nan}
     result = {
         "schema": SCHEMA,
         "threshold": {
@@ -356,10 +261,13 @@ def write_evaluation(
         },
         "val": val,
         "test": test,
-        "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed, "method": "percentile, images resampled"},
+        "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed, "method": boot_method, "unit": unit},
+        "warnings": warnings,
         "training": _training_summary(history) if history else None,
         "config": _jsonable(config),
     }
+    if train_split is not None:
+        result["train_split"] = train_split
 
     # Render everything in memory first: a failure here leaves run_dir untouched.
     splits = [val] + ([test] if test else [])
@@ -371,7 +279,11 @@ def write_evaluation(
         blobs["test_scores.npy"] = _npy_writer(np.asarray(test_scores))
         blobs["test_labels.npy"] = _npy_writer(ty)
     if history:
-        blobs["loss_curve.png"] = plots.plot_history(history, None)
+        cfg = result["config"] if isinstance(result["config"], dict) else {}
+        run_name = (cfg.get("evaluated") or {}).get("run")
+        track = (cfg.get("train") or {}).get("track")
+        title = " · ".join(t for t in (run_name, f"{track} track" if track else None) if t)
+        blobs["loss_curve.png"] = plots.plot_history(history, None, title=title or None)
     blobs["roc.png"] = plots.plot_roc(
         {sp["name"]: (sp["roc_curve"]["fpr"], sp["roc_curve"]["tpr"], sp["roc_auc"]) for sp in splits}, None
     )
@@ -397,7 +309,7 @@ def write_evaluation(
         )
     files = sorted([*blobs, "REPORT.md", "metrics.json"])
     result["files"] = files
-    report_md = _report_markdown(result, files)
+    report_md = report_markdown(result, files, warnings)
     json_result = {**result, "val": _json_split(val), "test": _json_split(test)}
     metrics_text = json.dumps(_jsonable(json_result), indent=1, allow_nan=False) + "\n"
 

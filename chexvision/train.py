@@ -48,7 +48,8 @@ from .data import Augmenter, BatchLoader, Standardizer, add_data_arguments, data
 from .errors import UserError
 from .tracks import describe, layout, make_engine, model_spec
 
-HELP = "train the NumPy or the torch track; writes OUT/best/, OUT/last/ and OUT/history.json"
+HELP = ("train the NumPy or the torch track, then evaluate the best checkpoint; writes OUT/best/, OUT/last/, "
+        "OUT/history.json and the evaluation (metrics.json, scores, plots, REPORT.md)")
 
 SCORE_BATCH = 256  # batch size for scoring (no gradients kept, so larger than training's)
 
@@ -71,6 +72,9 @@ def add_arguments(p) -> None:
                    help="continue the run in OUT from its last/ checkpoint, with its saved configuration")
     g.add_argument("--overwrite", action="store_true", help="replace the checkpoints of an earlier run in --out")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a TTY)")
+    g.add_argument("--no-evaluate", action="store_true",
+                   help="skip the final evaluation (by default the best checkpoint is evaluated exactly as "
+                        "`evaluate` does: metrics.json, scores, plots, REPORT.md)")
     _opt(g, "--patience", "patience", "stop after this many epochs without a better validation AUC; 0: never",
          type=int)
     _opt(g, "--threshold", "threshold", "decision threshold stored with each checkpoint, chosen on validation: "
@@ -152,19 +156,38 @@ def run(args) -> int:
     cfg = config_from_args(args)
     data_cfg = data_config(args)
     out = Path(args.out or Path("runs") / f"{data_cfg['dataset']}-{cfg.track}")
+    from .evaluate import check_engine, open_data
+
+    _check_out(out, args.overwrite)  # validate first: a failure below creates nothing
+    check_engine(cfg.track, cfg.device)
+    ds = open_data(data_cfg, progress=progress)
     _prepare_out(out, args.overwrite)
-    ds = open_dataset(data_cfg, progress=progress)
     Trainer(cfg, data_cfg, ds, out, progress).fit()
+    return _evaluate_best(args, out, cfg, ds)
+
+
+def _evaluate_best(args, out: Path, cfg: TrainConfig, ds) -> int:
+    """The best checkpoint scored exactly as ``evaluate`` does (unless --no-evaluate)."""
+    from .evaluate import evaluate_checkpoint
+
+    if args.no_evaluate:
+        print(f"Next: python -m chexvision evaluate --checkpoint {out}", flush=True)
+    else:
+        evaluate_checkpoint(out, track=cfg.track, device=cfg.device, ds=ds, command="train")
     return 0
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     found = [n for n in (ckpt.BEST, ckpt.LAST, ckpt.HISTORY_FILE) if (out / n).exists()]
     if found and not overwrite:
         raise UserError(f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume {out}, "
                         "or pass --overwrite, or choose another --out")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    _check_out(out, overwrite)
     for name in (ckpt.BEST, ckpt.LAST):
         for d in (out / name, out / f"{name}.new", out / f"{name}.old"):
             if d.exists():
@@ -198,7 +221,7 @@ def _resume(args, progress: bool) -> int:
         cfg = dataclasses.replace(cfg, device=args.device)
     ds = open_dataset(last.data, progress=progress)
     Trainer(cfg, last.data, ds, out, progress).fit(resume_from=last)
-    return 0
+    return _evaluate_best(args, out, cfg, ds)
 
 
 # -- the loop -----------------------------------------------------------------------------------------
@@ -253,6 +276,11 @@ class Trainer:
         print(f"chexvision train: {cfg.track} track, {describe(self.spec)}, {cfg.epochs} epochs, "
               f"{len(self.train_idx)} train / {len(self.val_idx)} val images -> {self.out}"
               + (f" (resumed after epoch {start})" if resume_from is not None else ""), flush=True)
+        from .model_card import small_validation_warning
+
+        small = small_validation_warning(int(self.y_val.sum()), int((self.y_val == 0).sum()))
+        if small:
+            print(f"chexvision train: warning: {small}", file=sys.stderr, flush=True)
         t_start = time.perf_counter()
         for epoch in range(start, cfg.epochs):
             if self.stopped_early:
@@ -261,8 +289,7 @@ class Trainer:
         best = self.history[self.best_epoch - 1] if self.best_epoch else None
         if best is not None:
             print(f"best: epoch {self.best_epoch}, val AUC {best['val_auc']:.4f}, threshold {best['threshold']:.4g} "
-                  f"({cfg.threshold} on validation); {time.perf_counter() - t_start:.1f} s. "
-                  f"Next: python -m chexvision evaluate --checkpoint {self.out}", flush=True)
+                  f"({cfg.threshold} on validation); {time.perf_counter() - t_start:.1f} s", flush=True)
         return {"best_epoch": self.best_epoch, "best_val_auc": self.best_auc, "history": self.history}
 
     def _epoch(self, epoch: int, steps: int) -> None:
@@ -305,8 +332,10 @@ class Trainer:
             self.bad_epochs += 1
         self.stopped_early = bool(cfg.patience and self.bad_epochs >= cfg.patience and epoch + 1 < cfg.epochs)
         self._save(record, improved)
-        print(f"epoch {epoch + 1:>3}/{cfg.epochs}  train {record['train_loss']:.4f} (reg {record['train_reg_loss']:.2g})"
-              f"  val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f} auc {record['val_auc']:.4f}"
+        # the loss is what the optimizer minimises; weight decay acts inside the optimizer, not in it
+        train = (f"train loss {record['train_loss']:.4f}" + (f" (data {record['train_data_loss']:.4f} + L1/L2 "
+                 f"{record['train_reg_loss']:.2g})" if cfg.l1 or cfg.l2 else ""))
+        print(f"epoch {epoch + 1:>3}/{cfg.epochs}  {train}  val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f} auc {record['val_auc']:.4f}"
               f"  lr {lr:.2e}  {record['seconds']:.1f}s" + ("  *best" if improved else ""), flush=True)
         if self.stopped_early:
             print(f"early stop: no better validation AUC for {cfg.patience} epochs", flush=True)

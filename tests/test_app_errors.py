@@ -31,7 +31,8 @@ def one_line_error(capsys, *needles: str) -> str:
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("errors")
     out = root / "run"
-    assert main(["train", *SMALL, "--hidden", "16,8", "--cache", str(root / "cache"), "--out", str(out)]) == 0
+    assert main(["train", *SMALL, "--hidden", "16,8", "--cache", str(root / "cache"), "--out", str(out),
+                 "--no-evaluate"]) == 0
     return out
 
 
@@ -76,10 +77,13 @@ def test_predict_one_bad_image(run, good_png, tmp_path, capsys, kind):
 def test_predict_batch_scores_the_good_reports_the_bad(run, good_png, tmp_path, capsys):
     bad = bad_files(tmp_path / "bad", good_png)
     paths = [str(good_png), *map(str, bad.values()), str(good_png)]
-    assert main(["predict", "--checkpoint", str(run), "--image", *paths, "--json"]) == 1
+    assert main(["predict", "--checkpoint", str(run), "--image", *paths, "--json"]) == 3  # some unreadable
     captured = capsys.readouterr()
     rows = json.loads(captured.out)
-    assert [r["path"] for r in rows] == [str(good_png)] * 2
+    assert [r["path"] for r in rows if r["prediction"] != "unreadable"] == [str(good_png)] * 2
+    unreadable = [r for r in rows if r["prediction"] == "unreadable"]
+    assert [r["path"] for r in unreadable] == list(map(str, bad.values()))
+    assert all(r["error"] and r["p_abnormal"] is None for r in unreadable)
     err = captured.err.strip().splitlines()
     assert len(err) == len(bad)
     for line, path in zip(err, bad.values()):

@@ -31,8 +31,9 @@ SMALL = ["--dataset", "synthetic", "--synthetic-size", "2000", "--image-size", "
 
 
 def train_args(out, cache, *extra, epochs=4, track="numpy") -> list[str]:
+    """Training only (--no-evaluate): the final evaluation is tested in test_first_hour.py."""
     return ["train", *SMALL, "--cache", str(cache), "--out", str(out), "--epochs", str(epochs), "--track", track,
-            *map(str, extra)]
+            "--no-evaluate", *map(str, extra)]
 
 
 def history_without_time(run: Path) -> list[dict]:
@@ -152,10 +153,10 @@ def test_resume_after_kill_equals_uninterrupted_run_bit_for_bit(tmp_path, cache,
     argv = train_args(out, cache, "--threshold", "sensitivity:0.9")
     proc = subprocess.Popen([sys.executable, "-m", "chexvision", *argv], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # a hang guard only, far above any loaded machine's time
     while _last_epoch(out) < 2:
         assert proc.poll() is None, f"training ended early: {proc.stderr.read().decode()}"
-        assert time.monotonic() < deadline, "no epoch-2 checkpoint within 120 s"
+        assert time.monotonic() < deadline, "no epoch-2 checkpoint after 900 s: the run hangs"
         time.sleep(0.01)
     time.sleep(0.02)  # somewhere early in epoch 3 (an epoch takes ~0.3 s)
     os.kill(proc.pid, signal.SIGKILL)
@@ -360,15 +361,12 @@ def test_config_checks_and_threshold_specs():
 
 
 @pytest.mark.slow
-def test_quick_start_defaults_learn_the_task_in_under_a_minute(tmp_path):
-    """The README's first command, with every default: measured ~14 s on an idle 2-core machine."""
-    t0 = time.perf_counter()
+def test_quick_start_defaults_learn_the_task(tmp_path):
+    """The README's first command, with every default, trains and evaluates in one go (no timing here:
+    speed is measured by `python -m chexvision bench`, never asserted in a test)."""
     res = subprocess.run([sys.executable, "-m", "chexvision", "train", "--dataset", "synthetic", "--no-progress"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    seconds = time.perf_counter() - t0
+                         cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert res.returncode == 0, res.stderr
-    assert seconds < 60, f"quick start took {seconds:.1f} s"
     run = tmp_path / "runs" / "synthetic-numpy"
-    assert main(["evaluate", "--checkpoint", str(run), "--n-boot", "100", "--no-progress"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["roc_auc"] >= 0.9, metrics["test"]["roc_auc"]

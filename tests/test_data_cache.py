@@ -190,8 +190,6 @@ def test_preprocess_cli_rerun_does_nothing(kill_data, tmp_path):
     root, ref = kill_data
     cmd = [sys.executable, "-m", "chexvision", "preprocess", "--dataset", "folder", "--data-dir", str(root),
            "--cache", str(ref.cache_dir)]
-    t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
     assert r.returncode == 0, r.stderr
     assert "nothing to decode" in r.stderr and "dataset folder: 160 images" in r.stdout
-    assert time.perf_counter() - t0 < 30

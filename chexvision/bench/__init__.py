@@ -12,11 +12,19 @@ import importlib
 import importlib.util
 import json
 import platform
+import sys
 import time
 
 import numpy as np
 
 HELP = "time the NumPy and torch tracks side by side and print throughput ratios"
+
+# measured wall time of `python -m chexvision bench --quick`, all sections
+QUICK_DURATION = "MEASURE_ME"
+FULL_DURATION = "MEASURE_ME"
+
+WHAT = ("bench: times, in this one run, with the two tracks interleaved: {sections}. Rows with a target say "
+        "whether this run met it. {mode}")
 
 # section name -> module
 SECTIONS = {
@@ -27,7 +35,8 @@ SECTIONS = {
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--quick", action="store_true", help="fewer repeats and sizes (seconds, not minutes)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"fewer repeats and smaller sizes, noisier figures ({QUICK_DURATION})")
     p.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     p.add_argument(
         "--only", metavar="NAMES", default=None,
@@ -64,15 +73,22 @@ def run(args) -> int:
         "quick": bool(args.quick),
         "sections": {},
     }
-    for name in names:
-        if importlib.util.find_spec(SECTIONS[name]) is None:
-            continue
-        mod = importlib.import_module(SECTIONS[name])
+    names = [n for n in names if importlib.util.find_spec(SECTIONS[n]) is not None]
+    mods = {n: importlib.import_module(SECTIONS[n]) for n in names}
+    mode = (f"--quick: fewer repeats and sizes ({QUICK_DURATION})" if args.quick
+            else f"full run ({FULL_DURATION}; --quick for a shorter, noisier one)")
+    print(WHAT.format(sections="; ".join(f"{n} = {m.TITLE}" for n, m in mods.items()), mode=mode), flush=True)
+    start = time.perf_counter()
+    for i, name in enumerate(names):
+        mod = mods[name]
+        print(f"bench: section {i + 1}/{len(names)} ({name}) running, {time.perf_counter() - start:.0f} s elapsed",
+              file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         rows = mod.run(quick=args.quick)
         print(f"\n== {mod.TITLE} ({time.perf_counter() - t0:.1f} s) ==")
         print(format_table(rows))
         result["sections"][name] = rows
+    print(f"\nbench: done in {time.perf_counter() - start:.0f} s", flush=True)
     if args.json:
         from numpy_nn.serialization import atomic_write
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from chexvision.bench.timing import time_call
+from chexvision.bench.timing import target_row, time_call
 
 TITLE = "preprocessing: PNG decode vs full preprocessing (1024² -> 64²), and batch assembly"
 
@@ -82,11 +82,11 @@ def _decode_rows(paths: list[str], passes: int) -> list[dict]:
                 rates[name, procs] = r
                 rows.append({"measure": name, "processes": procs, "images_per_s": r})
     for procs in (1, 2):
-        rows.append({"measure": "preprocessing / decode (target >= 0.9)", "processes": procs,
-                     "ratio": rates["full preprocessing", procs] / rates["PNG decode only", procs]})
+        rows.append(target_row("preprocessing / decode", rates["full preprocessing", procs] /
+                               rates["PNG decode only", procs], ">=", 0.9, processes=procs))
     for name in ("PNG decode only", "full preprocessing"):
-        rows.append({"measure": f"speed-up 1 -> 2 processes, {name} (target >= 1.8)", "processes": 2,
-                     "ratio": rates[name, 2] / rates[name, 1]})
+        rows.append(target_row(f"speed-up 1 -> 2 processes, {name}", rates[name, 2] / rates[name, 1], ">=", 1.8,
+                               processes=2))
     return rows
 
 
@@ -143,7 +143,7 @@ def _batch_rows(quick: bool) -> list[dict]:
     return [
         {"measure": "batch assembly: gather 256 rows of the memmap + standardise (float32)", "ms": 1e3 * t_batch},
         {"measure": "NumPy MLP training step 4096-1024-256-64-1, batch 256 (forward, BCE, backward, Adam)", "ms": 1e3 * t_step},
-        {"measure": "batch assembly / MLP step (target < 0.03)", "ratio": t_batch / t_step},
+        target_row("batch assembly / MLP step", t_batch / t_step, "<", 0.03),
     ]
 
 

@@ -21,3 +21,10 @@ def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_t
         times.append(time.perf_counter() - t0)
     times.sort()
     return times[len(times) // 2]
+
+
+def target_row(measure: str, value: float, op: str, bound: float, **extra) -> dict:
+    """A table row for a measured ratio with a target: ``target`` says it, ``verdict`` is "met" or
+    "missed" (a plain comparison of this run's figure; no margin for noise)."""
+    met = value >= bound if op == ">=" else value < bound
+    return {"measure": measure, **extra, "ratio": value, "target": f"{op} {bound:g}", "verdict": "met" if met else "missed"}

@@ -115,7 +115,8 @@ def gradient_check(seed: int, eps: float = 1e-6) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m numpy_nn.autograd", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m numpy_nn.autograd", description=__doc__.replace("``", ""),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # the docstring, no markup
     parser.add_argument("--out", metavar="DIR", help="write neuron.dot, loss_graph.dot and loss_curve.png here")
     parser.add_argument("--steps", type=int, default=200, help="SGD steps of the classic example (default 200)")
     parser.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
