@@ -26,6 +26,7 @@ from . import plots
 from .bootstrap import bootstrap_auc_samples, percentile_ci
 from .errors import UserError
 from .model_card import THRESHOLD_RULE, report_markdown, small_validation_warning
+from .model_card import _fmt as _fmt  # moved to model_card; external.py imports it from here
 from .thresholds import choose_threshold
 
 SCHEMA = "chexvision.metrics/1"
