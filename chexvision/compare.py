@@ -61,7 +61,8 @@ _EXPECT = [
 EXPECT = "\n\n".join(textwrap.fill(p, 96) for p in _EXPECT)
 
 # measured: `python -m chexvision compare` with every default (float64, 200 steps, synthetic data)
-DEFAULT_DURATION = "the default run took MEASURE_ME"
+DEFAULT_DURATION = ("2.8 min of CPU time: about 3 min on an idle 2-core machine, 16 min measured on a heavily "
+                    "loaded one; --steps 20 takes a tenth of that")
 
 TOLERANCE = {"float64": 1e-9, "float32": 1e-4}  # default --tolerance: rounding level per dtype
 TINY = 1e-300  # relative differences of an all-zero tensor are reported as 0

@@ -176,7 +176,7 @@ def test_evaluate_a_run_and_cache_moved_to_another_machine(tmp_path):
     away = tmp_path / "kaggle"
     assert main(["train", "--dataset", "folder", "--data-dir", str(data), "--cache", str(away / "cache"),
                  "--workers", "1", "--image-size", "16", "--hidden", "16", "--epochs", "2", "--out",
-                 str(away / "run"), "--no-progress"]) == 0
+                 str(away / "run"), "--no-progress", "--no-evaluate"]) == 0
     before = tmp_path / "before"
     assert main(["evaluate", "--checkpoint", str(away / "run"), "--out", str(before), "--n-boot", "20",
                  "--no-progress"]) == 0
@@ -198,7 +198,7 @@ def test_cnn_checkpoint_predicts_alike_with_both_tracks(tmp_path, capsys):
 
     run = tmp_path / "cnn"
     assert main(["train", "--dataset", "synthetic", "--synthetic-size", "300", "--image-size", "16", "--model", "cnn",
-                 "--channels", "4,8", "--epochs", "1", "--out", str(run), "--no-progress"]) == 0
+                 "--channels", "4,8", "--epochs", "1", "--out", str(run), "--no-progress", "--no-evaluate"]) == 0
     assert "features.1.running_mean" in ckpt.read_npz(run / "best" / ckpt.MODEL_FILE)
     image = tmp_path / "x.png"
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 24), dtype=np.uint8)).save(image)

@@ -30,7 +30,7 @@ def setup(tmp_path_factory):
     make_nih(root / "nihB", n=90, seed=2)
     run = root / "run"
     assert main(["train", "--dataset", "nih", "--data-dir", str(root / "nihA"), "--cache", str(root / "cacheA"),
-                 "--out", str(run), *TINY]) == 0
+                 "--out", str(run), "--no-evaluate", *TINY]) == 0
     assert main(["evaluate", "--checkpoint", str(run), "--n-boot", "100", "--no-progress"]) == 0
     return root, run
 
@@ -114,7 +114,7 @@ def test_real_nih_trained_on_some_patients_validated_on_others(tmp_path):
     a, b = write_part(tmp_path / "nihA", part_a), write_part(tmp_path / "nihB", part_b)
     run = tmp_path / "run"
     assert main(["train", "--dataset", "nih", "--data-dir", str(a), "--cache", str(tmp_path / "cacheA"),
-                 "--out", str(run), "--epochs", "4", "--hidden", "128", "--no-progress"]) == 0
+                 "--out", str(run), "--epochs", "4", "--hidden", "128", "--no-progress", "--no-evaluate"]) == 0
     assert _external(run, b, "--cache", str(tmp_path / "cacheB")) == 0
     m = json.loads((run / "external-nih" / "metrics.json").read_text())
     assert m["external"]["n"] == len(part_b)

@@ -79,6 +79,9 @@ def run(args) -> int:
             else f"full run ({FULL_DURATION}; --quick for a shorter, noisier one)")
     print(WHAT.format(sections="; ".join(f"{n} = {m.TITLE}" for n, m in mods.items()), mode=mode), flush=True)
     start = time.perf_counter()
+    from .timing import start_clock
+
+    start_clock()
     for i, name in enumerate(names):
         mod = mods[name]
         print(f"bench: section {i + 1}/{len(names)} ({name}) running, {time.perf_counter() - start:.0f} s elapsed",

@@ -21,6 +21,8 @@ from typing import Callable
 
 import numpy as np
 
+from chexvision.bench.timing import progress
+
 TITLE = "conv: NumPy im2col Conv2d vs torch, and one CNN epoch (10,000 images 64x64)"
 
 CONV_SHAPE = (64, 16, 64, 64)  # (N, C_in, H, W)
@@ -195,4 +197,6 @@ def _epoch_rows(quick: bool) -> list[dict]:
 
 
 def run(quick: bool) -> list[dict]:
-    return _conv_rows(quick) + _epoch_rows(quick)
+    rows = _conv_rows(quick)
+    progress("conv", "conv 3x3 layer timed; timing CNN epoch steps next")
+    return rows + _epoch_rows(quick)

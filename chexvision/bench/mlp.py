@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from chexvision.bench.timing import progress
+
 TITLE = "MLP training step (forward + BCE + backward + Adam), float32: NumPy vs torch"
 
 IN_FEATURES, HIDDEN, DROPOUT = 4096, (1024, 256, 64), 0.3
@@ -183,6 +185,7 @@ def run(quick: bool) -> list[dict]:
             if engine != "numpy":
                 row["numpy ×"] = step_s[engine] / step_s["numpy"]
             rows.append(row)
+        progress("mlp", f"batch {batch} timed")
     if not have_torch:
         rows.append({"engine": "torch: not installed (NumPy rows only)"})
     return rows

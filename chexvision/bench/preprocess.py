@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from chexvision.bench.timing import target_row, time_call
+from chexvision.bench.timing import progress, target_row, time_call
 
 TITLE = "preprocessing: PNG decode vs full preprocessing (1024² -> 64²), and batch assembly"
 
@@ -154,8 +154,11 @@ def run(quick: bool) -> list[dict]:
         folder = Path(tmp)
         paths = _make_pngs(folder, n)
         size_mb = sum(os.path.getsize(p) for p in paths) / len(paths) / 2**20
+        progress("preprocess", f"{n} test PNGs written; timing decode vs preprocessing on 1 and 2 processes")
         rows += _decode_rows(paths, passes=2 if quick else 4)
+        progress("preprocess", "decode timed; timing a cache build")
         rows.append(_cache_row(folder, paths))
+        progress("preprocess", "cache build timed; timing batch assembly")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows[0]["note"] = f"{n} PNGs of 1024x1024, {size_mb:.2f} MB each; {os.cpu_count()} CPUs, load {load:.1f}"
     rows += _batch_rows(quick)

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable
+
+_START = [time.perf_counter()]
+
+
+def start_clock() -> None:
+    """Elapsed times in ``progress`` lines count from here (``bench.run`` calls it once)."""
+    _START[0] = time.perf_counter()
+
+
+def progress(section: str, message: str) -> None:
+    """One line on stderr while a section runs: what was just timed and the time elapsed so far."""
+    print(f"bench: {section}: {message} ({time.perf_counter() - _START[0]:.0f} s elapsed)", file=sys.stderr, flush=True)
 
 
 def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1, min_time: float = 0.0) -> float:
