@@ -79,11 +79,23 @@ def _is_our_tmp(name: str, ours: set[str]) -> bool:
     return bool(m and m.group("name") in ours)
 
 
+def _is_our_report_dir(path: Path) -> bool:
+    """A sub-folder holding a report of ours (e.g. ``external-nih/`` of ``evaluate --dataset``)."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return False
+        schema = json.loads((path / "metrics.json").read_text(encoding="utf-8")).get("schema", "")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(schema, str) and schema.startswith("chexvision.")
+
+
 def foreign_entries(folder: Path) -> list[str]:
     """Entries of a run folder that are not the run's own."""
     folder = Path(folder)
     ours = set(RUN_ENTRIES) | evaluation_files(folder)
-    return sorted(n for n in os.listdir(folder) if n not in ours and not _is_our_tmp(n, ours | _tmp_names()))
+    return sorted(n for n in os.listdir(folder) if n not in ours and not _is_our_tmp(n, ours | _tmp_names())
+                  and not _is_our_report_dir(folder / n))
 
 
 def _tmp_names() -> set[str]:
