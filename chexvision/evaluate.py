@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import outputs, validate
 from .config import DEVICES, TRACKS, parse_threshold
 from .errors import UserError
 
@@ -48,7 +49,10 @@ def add_arguments(p) -> None:
     p.add_argument("--dataset", dest="dataset", choices=DATASETS, default=None,
                    help="external validation: score every image of this other data set (in --data-dir) at the "
                         "run's saved threshold; writes to --out (default RUN/external-<dataset>/)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for AUC intervals (default: 1000)")
+    p.add_argument("--force", action="store_true",
+                   help="replace same-named files in --out that an earlier evaluation did not write")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help=f"bootstrap resamples for AUC intervals, 1 to {validate.MAX_N_BOOT:,} (default: 1000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -59,7 +63,9 @@ def load_engine(checkpoint: ckpt.Checkpoint, track: str | None = None, device: s
     train = checkpoint.train
     track = track or train["track"]
     engine = make_engine(track, checkpoint.model_spec, dtype=train["dtype"], device=device)
-    engine.load_model_state(checkpoint.model_state(), source=str(checkpoint.dir / ckpt.MODEL_FILE))
+    engine.build_model(0)  # the model first: its own state says what model.npz may hold, checked before reading
+    state = checkpoint.model_state(expected=engine.model_state())
+    engine.load_model_state(state, source=str(checkpoint.dir / ckpt.MODEL_FILE))
     return engine
 
 
@@ -129,19 +135,25 @@ def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple
 
 
 def run(args) -> int:
+    validate.check_int(args.n_boot, "--n-boot", 1, validate.MAX_N_BOOT)
+    if args.threshold is not None:
+        parse_threshold(args.threshold)
+    if args.out:
+        outputs.claim_outputs(Path(args.out), [], args.force)  # a file or a file's child: refused before scoring
     if getattr(args, "dataset", None):
         from .external import run_external
 
         return run_external(args)
     evaluate_checkpoint(args.checkpoint, track=args.track, device=args.device, threshold=args.threshold,
                         out=args.out, split=args.split, data_dir=args.eval_data_dir, cache=args.eval_cache,
-                        n_boot=args.n_boot, progress=not args.no_progress and sys.stderr.isatty())
+                        n_boot=args.n_boot, progress=not args.no_progress and sys.stderr.isatty(), force=args.force)
     return 0
 
 
 def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = "cpu", threshold: str | None = None,
                         out=None, split: str = "test", data_dir: str | None = None, cache: str | None = None,
-                        n_boot: int = 1000, progress: bool = False, ds=None, command: str = "evaluate") -> dict:
+                        n_boot: int = 1000, progress: bool = False, ds=None, command: str = "evaluate",
+                        force: bool = False) -> dict:
     """What ``python -m chexvision evaluate`` does, callable (``train`` ends with it).
 
     Scores the checkpoint's validation split (and test split, unless ``split="val"``) with
@@ -191,7 +203,7 @@ def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = 
                                   test_labels=test_labels, history=history, config=config, threshold_method=method,
                                   threshold_value=value, n_boot=n_boot, seed=train.get("seed", 0),
                                   val_groups=ds.patients[val_idx], test_groups=test_groups,
-                                  train_labels=ds.labels[ds.indices("train")])
+                                  train_labels=ds.labels[ds.indices("train")], force=force)
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"chexvision {command}: warning: {message}", file=sys.stderr)
     for line in result["warnings"]:

@@ -242,7 +242,7 @@ def test_predict_dir_scores_the_readable_lists_the_rest_and_recurses(trained, tm
     assert main(["predict", "--checkpoint", str(trained), "--dir", str(tmp_path / "xr"), "--out", str(out)]) == 3
     printed = capsys.readouterr().out
     assert "trained on synthetic data" in printed and "validation AUC 0." in printed
-    assert "1 of 2 images could not be read" in printed and "corrupt.png" in printed
+    assert "1 of 2 images could not be scored" in printed and "corrupt.png" in printed
     rows = out.read_text().splitlines()
     assert rows[0].split(",")[-1] == "error" and any("corrupt.png" in r and "unreadable" in r for r in rows)
     assert main(["predict", "--checkpoint", str(trained), "--dir", str(tmp_path / "xr"), "--recursive",
