@@ -115,7 +115,7 @@ def test_trains_evaluation_equals_evaluate(trained, tmp_path, capsys):
 def test_no_evaluate_writes_only_the_checkpoints(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *SMALL, "--epochs", "1", "--out", str(out), "--no-evaluate"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["best", "history.json", "last"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["best", "history.json", "last"]
     assert f"python -m chexvision evaluate --checkpoint {out}" in capsys.readouterr().out
 
 

@@ -20,8 +20,9 @@ import numpy as np
 HELP = "time the NumPy and torch tracks side by side and print throughput ratios"
 
 # measured wall time of `python -m chexvision bench --quick`, all sections
-QUICK_DURATION = "MEASURE_ME"
-FULL_DURATION = "MEASURE_ME"
+QUICK_DURATION = ("measured: 1.5 min of CPU time, 12.6 min wall on a 2-core machine at load average 20, about "
+                  "45 s when idle")
+FULL_DURATION = "more repeats and sizes: several times --quick"
 
 WHAT = ("bench: times, in this one run, with the two tracks interleaved: {sections}. Rows with a target say "
         "whether this run met it. {mode}")
