@@ -88,12 +88,13 @@ def check_engine(track: str, device: str = "cpu") -> None:
         mod.resolve_device(device)
 
 
-def open_data(data_cfg: dict, progress: bool = False):
-    """``open_dataset``, leaving nothing behind when it fails: a cache folder this call created
-    that holds nothing but its ``.lock`` (the listing failed: bad ``--data-dir``, empty folder)
-    is removed again, with the parent folders it created."""
+def open_data(data_cfg: dict, progress: bool = False, opener=None):
+    """``open_dataset`` (or ``opener``), leaving nothing behind when it fails: a cache folder this
+    call created that holds nothing but its ``.lock`` (the listing failed: bad ``--data-dir``,
+    empty folder) is removed again, with the parent folders it created."""
     from .data import open_dataset
 
+    opener = opener or open_dataset
     cache = Path(data_cfg["cache"]).expanduser().resolve() if data_cfg.get("cache") else None
     created = []
     if cache is not None:
@@ -102,7 +103,7 @@ def open_data(data_cfg: dict, progress: bool = False):
             created.append(p)
             p = p.parent
     try:
-        return open_dataset(data_cfg, progress=progress)
+        return opener(data_cfg, progress=progress)
     except BaseException:
         for d in created:  # innermost first
             try:
@@ -204,10 +205,11 @@ def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = 
                                   threshold_value=value, n_boot=n_boot, seed=train.get("seed", 0),
                                   val_groups=ds.patients[val_idx], test_groups=test_groups,
                                   train_labels=ds.labels[ds.indices("train")], force=force)
+    # warnings as one line each, beside the summary on stdout (stderr is for errors): no source lines
     for message in dict.fromkeys(str(w.message) for w in caught):
-        print(f"chexvision {command}: warning: {message}", file=sys.stderr)
+        print(f"chexvision {command}: warning: {message}")
     for line in result["warnings"]:
-        print(f"chexvision {command}: warning: {line}", file=sys.stderr)
+        print(f"chexvision {command}: warning: {line}")
     thr = result["threshold"]["value"]
     print(f"chexvision {command}: evaluated {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} "
           f"track; threshold {thr:.4g} ({threshold} on validation); AUC intervals: {result['bootstrap']['method']}")

@@ -33,8 +33,8 @@ HELP = "P(abnormal) and normal/abnormal for images, from a checkpoint, with eith
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm")
 PREDICT_BATCH = 64
 EXIT_PARTIAL = 3
-EXIT_STATUS = ("exit status: 0 every image scored; 3 some images could not be read (the others are scored, the "
-               "unreadable ones listed with the reason); 2 nothing scored or bad input")
+EXIT_STATUS = ("exit status: 0 every image scored; 3 some images could not be read or scored (the others are "
+               "scored, the rest listed with the reason); 2 nothing scored or bad input; 1 an environment failure")
 
 
 def add_arguments(p) -> None:

@@ -44,7 +44,7 @@ from .config import (
     parse_hidden,
     parse_threshold,
 )
-from .data import Augmenter, BatchLoader, Standardizer, add_data_arguments, data_config
+from .data import Augmenter, BatchLoader, Standardizer, add_data_arguments, data_config, open_dataset
 from .errors import UserError
 from .tracks import describe, layout, make_engine, model_spec
 
@@ -169,7 +169,7 @@ def run(args) -> int:
     from .evaluate import check_engine, open_data
 
     check_engine(cfg.track, cfg.device)  # e.g. --device cuda without CUDA: before any folder is made
-    ds = open_data(data_cfg, progress=progress)  # a failed open leaves no cache folder behind
+    ds = open_data(data_cfg, progress=progress, opener=open_dataset)  # a failed open leaves no cache folder behind
     trainer = Trainer(cfg, data_cfg, ds, out, progress)
     replacement = outputs.Replacement(out, plan)  # the old run, if any, is moved aside (not deleted) here
     trainer.on_first_checkpoint = replacement.commit
@@ -252,7 +252,7 @@ class Trainer:
 
         small = small_validation_warning(int(self.y_val.sum()), int((self.y_val == 0).sum()))
         if small:
-            print(f"chexvision train: warning: {small}", file=sys.stderr, flush=True)
+            print(f"chexvision train: warning: {small}", flush=True)  # stdout: stderr is for errors
         t_start = time.perf_counter()
         for epoch in range(start, cfg.epochs):
             if self.stopped_early:
