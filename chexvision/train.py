@@ -44,7 +44,7 @@ from .config import (
     parse_hidden,
     parse_threshold,
 )
-from .data import Augmenter, BatchLoader, Standardizer, add_data_arguments, data_config, open_dataset
+from .data import Augmenter, BatchLoader, Standardizer, add_data_arguments, data_config, open_dataset, reopen_config
 from .errors import UserError
 from .tracks import describe, layout, make_engine, model_spec
 
@@ -196,7 +196,7 @@ def _resume(args, progress: bool) -> int:
     cfg = TrainConfig.from_dict(last.train)
     if args.device is not None:
         cfg = dataclasses.replace(cfg, device=args.device)
-    ds = open_dataset(last.data, progress=progress)
+    ds = open_dataset(reopen_config(last.data), progress=progress)  # saved paths: read-only hints
     Trainer(cfg, last.data, ds, out, progress).fit(resume_from=last)
     return 0
 

@@ -8,12 +8,12 @@ Datasets: ``synthetic`` (offline, default), ``folder``, ``nih`` (ChestX-ray14), 
 (CheXpert-v1.0-small). Nothing here imports torch.
 """
 
-from .dataset import CachedDataset, add_data_arguments, data_config, open_dataset
+from .dataset import CachedDataset, add_data_arguments, data_config, open_dataset, reopen_config
 from .images import MAX_PIXELS, load_image
 from .loader import BatchLoader
 from .transforms import Augmenter, Standardizer
 
 __all__ = [
-    "add_data_arguments", "data_config", "open_dataset", "CachedDataset",
+    "add_data_arguments", "data_config", "open_dataset", "reopen_config", "CachedDataset",
     "Standardizer", "Augmenter", "BatchLoader", "load_image", "MAX_PIXELS",
 ]
