@@ -75,7 +75,7 @@ def test_a_3000px_16bit_radiograph_decodes_within_its_budget(tmp_path):
 def test_workers_are_capped_at_the_cpu_count(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("chexvision.data.dataset.available_cpus", lambda: 1)
     make_folder(tmp_path / "src", n=30, mode="csv")
-    open_dataset(_cfg(tmp_path / "src", tmp_path / "c", workers=64), progress=True, chunk_size=4, check=False)
+    open_dataset(_cfg(tmp_path / "src", tmp_path / "c", workers=64), progress=True, chunk_size=4, check_splits=False)
     err = capsys.readouterr().err
     assert "--workers 64: only 1 CPU core available; using 1 process" in err
     assert "with 1 process" in err
@@ -114,7 +114,7 @@ def test_a_fifo_is_not_a_regular_file_and_is_never_opened(tmp_path):
     os.mkfifo(tmp_path / "src" / "images" / "pipe.png")
     with open(tmp_path / "src" / "labels.csv", "a") as f:
         f.write("images/pipe.png,normal,p\n")
-    open_dataset(_cfg(tmp_path / "src", tmp_path / "c"), progress=False, check=False)
+    open_dataset(_cfg(tmp_path / "src", tmp_path / "c"), progress=False, check_splits=False)
     report = (tmp_path / "c" / "bad_files.csv").read_text()
     assert "images/pipe.png,listed in labels.csv: not a regular file (a FIFO)" in report
 
@@ -122,7 +122,7 @@ def test_a_fifo_is_not_a_regular_file_and_is_never_opened(tmp_path):
 @pytest.mark.parametrize("label", ["abc", "7", ""])
 def test_a_cache_index_with_a_bad_label_is_one_line(tmp_path, capsys, label):
     make_folder(tmp_path / "src", n=30, mode="csv")
-    open_dataset(_cfg(tmp_path / "src", tmp_path / "c"), progress=False, check=False)
+    open_dataset(_cfg(tmp_path / "src", tmp_path / "c"), progress=False, check_splits=False)
     rows = list(csv.reader(open(tmp_path / "c" / INDEX, newline="")))
     rows[5][1] = label
     with open(tmp_path / "c" / INDEX, "w", newline="") as f:

@@ -61,7 +61,7 @@ def test_chexpert_rows_leading_outside_are_skipped_and_never_decoded(tmp_path):
         csv.writer(f).writerows([[p, "Male", 40, "Frontal", "PA", *cells] for p in escapes])
     cache = tmp_path / "cache"
     ds = open_dataset({"dataset": "chexpert", "data_dir": str(root), "cache": str(cache), "workers": 1},
-                      progress=False, check=False)
+                      progress=False, check_splits=False)
     report = _report(cache)
     for p in escapes:
         assert report.get(p) == OUTSIDE, (p, report.get(p))
@@ -79,7 +79,7 @@ def test_folder_csv_rows_leading_outside_are_skipped(tmp_path):
     with open(root / "labels.csv", "a", newline="") as f:
         csv.writer(f).writerows([[p, "normal", "intruder"] for p in escapes])
     cache = tmp_path / "cache"
-    ds = open_dataset({"dataset": "folder", "data_dir": str(root), "cache": str(cache), "workers": 1}, progress=False, check=False)
+    ds = open_dataset({"dataset": "folder", "data_dir": str(root), "cache": str(cache), "workers": 1}, progress=False, check_splits=False)
     report = _report(cache)
     assert all(report.get(p) == OUTSIDE for p in escapes), report
     assert "intruder" not in set(ds.patients) and len(ds) == 30
@@ -115,7 +115,7 @@ def test_nih_scan_never_leaves_the_data_folder_nor_loops(tmp_path):
     found = scan_images(root, (".png",))
     assert not any(p.startswith(("images_009", "images_001/rootlink", "images_001/loop")) for p in found), found
     cache = tmp_path / "cache"
-    ds = open_dataset({"dataset": "nih", "data_dir": str(root), "cache": str(cache), "workers": 1}, progress=False, check=False)
+    ds = open_dataset({"dataset": "nih", "data_dir": str(root), "cache": str(cache), "workers": 1}, progress=False, check_splits=False)
     report = _report(cache)
     assert Path(moved).name not in {Path(p).name for p in ds.paths}
     assert "not found" in report[Path(moved).name]

@@ -289,7 +289,7 @@ def _split_note(cfg: dict, official: bool) -> str:
 
 
 def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None,
-                 check: bool = True) -> CachedDataset:
+                 check_splits: bool = True) -> CachedDataset:
     """Build or load the data described by ``cfg`` (from ``data_config``; missing keys default).
 
     Real datasets go through the preprocessing cache (``cfg["cache"]``): built on first use
@@ -300,7 +300,8 @@ def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None
     Args:
         progress: show a progress bar and status lines on stderr.
         chunk_size: images per resumable chunk when a new cache is planned (default: automatic).
-        check: raise a UserError for an empty or one-class split (``preprocess`` only warns).
+        check_splits: refuse an empty or one-class split (False for external evaluation, which
+            scores every image and ignores the split, and for ``preprocess``, which only warns).
     """
     c = _normalise(cfg)
     if c["dataset"] == "synthetic":
@@ -340,6 +341,6 @@ def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None
         ds = CachedDataset(contents.images, contents.labels, contents.patients, splits, contents.paths,
                            name=c["dataset"], root=Path(m["root"]), notes=notes,
                            cache_dir=Path(cache_dir).resolve(), counts=counts, config=c)
-    if check:
+    if check_splits:
         ds.check_splits()
     return ds

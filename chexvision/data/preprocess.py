@@ -76,7 +76,7 @@ def run(args) -> int:
         print("synthetic data are generated in memory when needed; nothing to preprocess "
               "(pick --dataset nih, chexpert, rsna or folder)")
         return 0
-    ds = open_dataset(cfg, progress=not args.quiet, chunk_size=args.chunk_size, check=False)
+    ds = open_dataset(cfg, progress=not args.quiet, chunk_size=args.chunk_size, check_splits=False)
     print(ds.describe())
     manifest = read_manifest(ds.cache_dir) or {}
     print(f"cache: {ds.cache_dir}")
