@@ -22,7 +22,7 @@ from .listing import Listing, apply_limit, confine
 from .splits import SPLITS, assign_splits
 from .synthetic import make_synthetic
 
-DATASETS = ("synthetic", "folder", "nih", "chexpert")
+DATASETS = ("synthetic", "folder", "nih", "chexpert", "rsna")
 VIEWS = ("all", "PA", "AP")
 DEFAULTS = {
     "dataset": "synthetic", "data_dir": None, "cache": None, "image_size": 64, "val_fraction": 0.1,
@@ -48,7 +48,8 @@ def add_data_arguments(parser) -> None:
     g.add_argument("--dataset", choices=DATASETS, default="synthetic",
                    help="synthetic (default: generated offline, no download), folder (normal/ + abnormal/ or a "
                         "CSV path,label[,patient]), nih (ChestX-ray14, Kaggle or NIH layout), chexpert "
-                        "(CheXpert-v1.0-small)")
+                        "(CheXpert-v1.0-small), rsna (RSNA Pneumonia Detection Challenge, DICOM: needs the dicom "
+                        "extra)")
     g.add_argument("--data-dir", metavar="DIR", help="where the dataset lies (not needed for synthetic)")
     g.add_argument("--cache", metavar="DIR",
                    help="preprocessing cache folder (default: ./cache/<dataset>-<size>px-<hash of the settings>; "
@@ -269,11 +270,14 @@ def _listing(cfg: dict) -> Listing:
     from .chexpert import list_chexpert
     from .folder import list_folder
     from .nih import list_nih
+    from .rsna import list_rsna
 
     if cfg["dataset"] == "nih":
         listing = list_nih(cfg["data_dir"], view=cfg["view"])
     elif cfg["dataset"] == "chexpert":
         listing = list_chexpert(cfg["data_dir"], cfg["uncertain"], cfg["frontal_only"], cfg["view"])
+    elif cfg["dataset"] == "rsna":
+        listing = list_rsna(cfg["data_dir"])
     else:
         listing = list_folder(cfg["data_dir"])
     # Whatever the dataset, no image path may lead out of --data-dir (symlinks resolved).

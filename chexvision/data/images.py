@@ -50,8 +50,8 @@ HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 # depths, the float32 working array and its Pillow image; see tests/test_data_limits.py), and
 # the budget they must fit in. Limit = budget / bytes per pixel, at most MAX_PIXELS:
 #   8-bit gray (L, P, 1): 67.1 Mpx (8192²);  LA, RGB(A), CMYK, ...: 53.7 Mpx (7,300²);
-#   16-bit (I;16*) and DICOM up to 16 bits: 22.4 Mpx (4,730²: a 3,000 × 3,000 radiograph is
-#   9 Mpx, a 4,280 × 3,520 detector 15 Mpx);  32-bit (I, F): 16.8 Mpx (4,096²).
+#   16-bit (I;16*) and 8-bit DICOM: 22.4 Mpx (4,730²: a 3,000 × 3,000 radiograph is 9 Mpx);
+#   32-bit (I, F) and 9-16-bit DICOM: 16.8 Mpx (4,096²; a 4,280 × 3,520 detector is 15 Mpx).
 DECODE_BUDGET = 256 * 2**20
 BYTES_PER_PIXEL = {"1": 2, "L": 2, "P": 2, "I;16": 12, "I": 16, "F": 16}
 RGB_LIKE_BYTES = 5  # 4 bytes a pixel as Pillow stores RGB/RGBA/CMYK/LA, +1 for the gray copy
