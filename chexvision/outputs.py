@@ -137,8 +137,10 @@ def check_train_out(out: Path, overwrite: bool) -> str:
         raise UserError(f"--out {out}: the folder holds files that are not a chexvision run ({_shown(os.listdir(out))}); "
                         "nothing was changed: choose a new or empty folder")
     found = [n for n in (ckpt.BEST, ckpt.LAST, ckpt.HISTORY_FILE) if (out / n).exists()]
+    if not found and not foreign_entries(out) and not evaluation_files(out):
+        return "fresh"  # a run that stopped before its first checkpoint: only our marker (and temporaries)
     if not overwrite:
-        raise UserError(f"--out {out} already holds a run ({', '.join(found) or MARKER}); continue it with --resume "
+        raise UserError(f"--out {out} already holds a run ({', '.join(found) or 'its evaluation'}); continue it with --resume "
                         f"{out}, or pass --overwrite, or choose another --out")
     if out.is_symlink():
         raise UserError(f"--out {out}: is a symbolic link; --overwrite replaces only a plain run folder")
