@@ -345,7 +345,7 @@ def load_checkpoint(path: str | os.PathLike, prefer: str = BEST) -> Checkpoint:
 
 def check_config(config, source: str) -> dict:
     """A checkpoint's config.json: our format, and every section valid (one line naming the file)."""
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    if not isinstance(config, dict) or not validate.is_int(config.get("format")) or config["format"] != FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise UserError(f"{source}: checkpoint format {found!r}, this version reads {FORMAT}")
     for key in ("train", "data", "model"):

@@ -57,7 +57,9 @@ def evaluation_files(folder: Path) -> set[str]:
     files = metrics.get("files")
     if not isinstance(files, list):
         return set()
-    return {f for f in files if isinstance(f, str) and _PLAIN_NAME.match(f)}
+    from .report import ARTIFACTS  # a hand-edited list cannot make a user's file "ours"
+
+    return {f for f in files if isinstance(f, str) and _PLAIN_NAME.match(f) and f in ARTIFACTS}
 
 
 def is_run_dir(folder: Path) -> bool:
