@@ -68,6 +68,40 @@ def test_dicom_from_a_real_png_decodes_as_the_png(tmp_path, variant):
 
 
 @need_sample
+def test_palette_colour_and_jpeg_compressed_dicoms(tmp_path):
+    """PALETTE COLOR goes through pydicom's apply_color_lut; a JPEG-baseline DICOM is decoded by
+    the Pillow plugin pydicom ships with (a compressed syntax with a decoder installed)."""
+    import io
+
+    png = _real_pngs(1)[0]
+    v = np.asarray(Image.open(png))
+    ramp = (255 - np.arange(256)) * 257  # a reversed gray palette: index 255 - v shows v
+    dcm = write_dicom(tmp_path / "pal.dcm", (255 - v).astype(np.uint8), palette=np.stack([ramp] * 3, axis=1))
+    assert np.array_equal(load_image(dcm, 64), load_image(png, 64))
+    buf = io.BytesIO()
+    Image.fromarray(v).save(buf, "JPEG", quality=95)
+    jpg = write_dicom(tmp_path / "jpg.dcm", v)
+    ds = pydicom.dcmread(jpg)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.JPEGBaseline8Bit
+    ds.PixelData = pydicom.encaps.encapsulate([buf.getvalue()])
+    ds.save_as(jpg, enforce_file_format=True)
+    want = resize_gray(Image.open(io.BytesIO(buf.getvalue())).convert("L"), 64).astype(int)
+    assert np.abs(load_image(jpg, 64).astype(int) - want).max() <= 1
+
+
+def test_folder_dataset_of_dicoms(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        sub = tmp_path / "data" / ("abnormal" if i % 2 else "normal")
+        sub.mkdir(parents=True, exist_ok=True)
+        write_dicom(sub / f"{i:02d}.dcm", rng.integers(0, 256, (32, 32), dtype=np.uint8))
+    ds = open_dataset({"dataset": "folder", "data_dir": str(tmp_path / "data"), "cache": str(tmp_path / "c"),
+                       "workers": 1, "image_size": 16}, progress=False, check_splits=False)
+    assert len(ds) == 24 and all(p.endswith(".dcm") for p in ds.paths)
+    assert np.array_equal(ds.images[3], load_image(tmp_path / "data" / ds.paths[3], 16))
+
+
+@need_sample
 def test_a_narrow_window_is_applied_as_a_viewer_would(tmp_path):
     """Window 100 +- 40 on 8-bit values: below is black, above white, linear between (DICOM
     PS3.3 C.11.2.1.2.1), then the same resize as every image."""

@@ -207,7 +207,8 @@ def write_bad_files(folder, good: np.ndarray | None = None) -> dict[str, str]:
 def write_dicom(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
                 rescale: tuple[float, float] | None = None, window: tuple[float, float] | None = None,
                 voi_lut: tuple[int, int, np.ndarray] | None = None, frames: int = 1, signed: bool = False,
-                patient_id: str = "anonymous", compress_rle: bool = False) -> Path:
+                patient_id: str = "anonymous", compress_rle: bool = False,
+                palette: np.ndarray | None = None) -> Path:
     """Write ``pixels`` as a DICOM file (needs pydicom), a single-frame secondary capture.
 
     Args:
@@ -218,6 +219,7 @@ def write_dicom(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits
         rescale: (slope, intercept). window: (center, width).
         voi_lut: (entries, first mapped value, LUT data) for a VOI LUT Sequence.
         compress_rle: store with the RLE Lossless transfer syntax (pydicom's own encoder).
+        palette: (256, 3) 16-bit RGB entries: a PALETTE COLOR image whose 8-bit pixels index it.
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
@@ -253,6 +255,11 @@ def write_dicom(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits
         item.LUTDescriptor = [int(entries), int(first), depth]
         item.LUTData = np.asarray(data, "<u2").tobytes()  # OW: one 16-bit word per entry
         ds.VOILUTSequence = Sequence([item])
+    if palette is not None:
+        ds.PhotometricInterpretation = "PALETTE COLOR"
+        for i, c in enumerate(("Red", "Green", "Blue")):
+            setattr(ds, f"{c}PaletteColorLookupTableDescriptor", [len(palette), 0, 16])
+            setattr(ds, f"{c}PaletteColorLookupTableData", np.asarray(palette[:, i], "<u2").tobytes())
     if frames > 1:
         ds.NumberOfFrames = frames
     ds.PixelData = pixels.tobytes() * frames
