@@ -115,16 +115,6 @@ def open_data(data_cfg: dict, progress: bool = False, opener=None):
         raise
 
 
-def relocated_data_config(data_cfg: dict, data_dir: str | None, cache: str | None) -> dict:
-    """The saved data config with its dataset / cache folders replaced where given."""
-    cfg = dict(data_cfg)
-    if data_dir is not None:
-        cfg["data_dir"] = data_dir
-    if cache is not None:
-        cfg["cache"] = cache
-    return cfg
-
-
 def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """P(abnormal) and labels of the images ``idx``, in order."""
     from numpy_nn.layers import sigmoid
@@ -176,8 +166,11 @@ def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = 
     engine = load_engine(checkpoint, track, device)
     standardizer = load_standardizer(checkpoint)
     if ds is None:
+        from .data import reopen_config
+
         check_engine(track, device)
-        ds = open_data(relocated_data_config(checkpoint.data, data_dir, cache), progress=progress)
+        # The checkpoint's cache path is only read from; files are created only under --cache or ./cache.
+        ds = open_data(reopen_config(checkpoint.data, data_dir, cache), progress=progress)
     lay = layout(checkpoint.model_spec)
 
     val_idx = ds.indices("val")
@@ -194,7 +187,8 @@ def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = 
 
     out = Path(out) if out else checkpoint.run_dir
     history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
-    history = ckpt.read_json(history_path) if history_path.is_file() else None
+    history = (validate.check_history(ckpt.read_json(history_path), str(history_path))
+               if history_path.is_file() else None)
     config = dict(checkpoint.config, evaluated={"checkpoint": str(checkpoint.dir), "track": track, "device": device,
                                                 "epoch": checkpoint.meta.get("epoch"),
                                                 "run": checkpoint.run_dir.name})

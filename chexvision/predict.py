@@ -30,7 +30,7 @@ from .errors import UserError
 
 HELP = "P(abnormal) and normal/abnormal for images, from a checkpoint, with either track"
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".dcm", ".dicom")
 PREDICT_BATCH = 64
 EXIT_PARTIAL = 3
 EXIT_STATUS = ("exit status: 0 every image scored; 3 some images could not be read or scored (the others are "
@@ -54,7 +54,8 @@ def add_arguments(p) -> None:
     p.add_argument("--track", choices=TRACKS, default="numpy",
                    help="engine to score with (default: numpy, which never imports torch)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch track only (default: cpu)")
-    p.add_argument("--threshold", type=float, default=None, help="override the saved decision threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="override the saved decision threshold (a number from 0 to 1)")
 
 
 def saved_threshold(checkpoint: ckpt.Checkpoint) -> tuple[float, str]:
