@@ -39,6 +39,9 @@ def add_arguments(p) -> None:
     p.add_argument("--cache", dest="eval_cache", metavar="DIR", default=None,
                    help="the preprocessing cache folder, if it moved since training")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for AUC intervals (default: 1000)")
+    p.add_argument("--gallery", type=int, default=3, metavar="N",
+                   help="REPORT.md shows explanation maps of the N most confident true positives, false positives "
+                        "and false negatives (default: 3; 0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -87,6 +90,8 @@ def run(args) -> int:
     from .report import write_evaluation
     from .tracks import layout
 
+    if not 0 <= args.gallery <= 50:
+        raise UserError(f"--gallery must be between 0 and 50 images per kind, got {args.gallery}")
     checkpoint = ckpt.load_checkpoint(args.checkpoint)
     train = checkpoint.train
     track = args.track or train["track"]
@@ -109,6 +114,14 @@ def run(args) -> int:
             raise UserError("the test split is empty (the data config has --test-fraction 0?); use --split val")
         test_scores, test_labels = score_split(engine, ds, test_idx, standardizer, lay, train["dtype"])
 
+    gallery = None
+    if args.gallery > 0:
+        from .explain import gallery as explain_gallery
+
+        head_idx, head_scores, head_labels = (test_idx, test_scores, test_labels) if test_scores is not None \
+            else (val_idx, val_scores, val_labels)
+        gallery = explain_gallery(engine, standardizer, checkpoint.model_spec, ds.images, head_idx, head_scores,
+                                  head_labels, ds.paths, "test" if test_scores is not None else "val", args.gallery)
     out = Path(args.out) if args.out else checkpoint.run_dir
     history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
     history = ckpt.read_json(history_path) if history_path.is_file() else None
@@ -116,7 +129,8 @@ def run(args) -> int:
                                                 "epoch": checkpoint.meta.get("epoch")})
     result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
                               test_labels=test_labels, history=history, config=config, threshold_method=method,
-                              threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0))
+                              threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0),
+                              gallery=gallery)
     thr = result["threshold"]["value"]
     print(f"chexvision evaluate: {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} track; "
           f"threshold {thr:.4g} ({threshold} on validation)")
