@@ -169,10 +169,12 @@ class GradCAM:
 
     def attribute(self, x: np.ndarray, target: int | None = None, relu: bool = True,
                   upsample: bool = True) -> np.ndarray:
+        # Copies: a layer's output or upstream gradient may be a view of a buffer that later
+        # layers write into (DenseNet's shared block buffers).
         caught: dict[str, np.ndarray] = {}
-        keep = self.module.register_forward_hook(lambda m, args, out: caught.__setitem__("A", out))
+        keep = self.module.register_forward_hook(lambda m, args, out: caught.__setitem__("A", out.copy()))
         keep_grad = self.module.register_full_backward_hook(
-            lambda m, grad_in, grad_out: caught.__setitem__("dA", grad_out[0]))
+            lambda m, grad_in, grad_out: caught.__setitem__("dA", grad_out[0].copy()))
         try:
             with _ExplainMode(self.model, input_grad=False):
                 y = self.model(x)  # (N, O)

@@ -171,3 +171,15 @@ def test_evaluate_writes_the_gallery_into_report(runs, tmp_path):
 def test_gallery_count_is_checked(runs, capsys):
     assert main(["evaluate", "--checkpoint", str(runs["cnn"]), "--gallery", "-1", "--no-progress"]) == 2
     one_line_error(capsys, "--gallery must be between 0 and 50")
+
+
+def test_lesion_measure_runs_on_a_synthetic_run(runs, capsys):
+    from chexvision import explain_measure
+
+    capsys.readouterr()
+    assert explain_measure.main(["--checkpoint", str(runs["cnn"]), "--limit", "5"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert [r.split()[0] for r in rows[1:]] == ["saliency", "gradxinput", "smoothgrad", "gradcam"]
+    for r in rows[1:]:
+        inside, area = float(r.split()[2]), float(r.split()[3])
+        assert 0 <= inside <= 1 and 0 < area < 1
