@@ -152,3 +152,42 @@ def test_our_torch_gradcam_and_saliency_equal_captums():
                      f"saliency vs captum, output {k}")
         assert_close(tex.InputXGradient(t).attribute(xt, target=k),
                      captum_attr.InputXGradient(t).attribute(xt, target=k), f"input x gradient vs captum, output {k}")
+
+
+# -- DenseNet (torchvision's architecture, reduced) -----------------------------------------------------
+def densenet_twins(out_features: int = 2):
+    from numpy_nn import densenet as ndn
+    from torch_ref import densenet as tdn
+
+    kwargs = {"growth_rate": 4, "block_config": (2, 2), "num_init_features": 8, "bn_size": 2,
+              "num_classes": out_features, "in_channels": 1}
+    torch.manual_seed(3)
+    t = tdn.DenseNet(**kwargs, dtype=torch.float64)
+    with torch.no_grad():
+        for m in t.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    n = ndn.DenseNet(**kwargs, dtype=np.float64)
+    torch_to_numpy(t, n)
+    n.features.conv0.needs_input_grad = False  # as a training engine would leave it
+    return n, t
+
+
+@pytest.mark.parametrize("method", ["saliency", "gradxinput", "smoothgrad", "gradcam", "gradcam-transition1"])
+def test_densenet_maps_match_torch_float64(method):
+    n, t = densenet_twins()
+    x = make_input((2, 1, 32, 32), np.float64, seed=8)
+    xt = torch.tensor(x)
+    assert nex.default_layer(n) == tex.default_layer(t) == "features.denseblock2"
+    for k in range(2):
+        if method.startswith("gradcam"):
+            layer = "features.transition1" if method.endswith("transition1") else nex.default_layer(n)
+            m_np = nex.GradCAM(n, layer).attribute(x, target=k)
+            m_t = tex.GradCAM(t, layer).attribute(xt, target=k)
+        else:
+            m_np, m_t = explain_both(method, n, t, x, target=k)
+        assert_close(m_np, m_t, f"densenet {method} map of output {k}")
+        assert np.any(m_np != 0)
