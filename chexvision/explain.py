@@ -179,11 +179,12 @@ def _png(fig) -> bytes:
 
 
 # -- predict --explain ----------------------------------------------------------------------------
-def explanation_files(out_dir: Path, paths: list[Path]) -> dict[Path, tuple[Path, Path, Path]]:
+def explanation_files(out_dir: Path, paths: list[Path], force: bool = False) -> dict[Path, tuple[Path, Path, Path]]:
     """``{image: (overlay .png, map .npy, record .json)}`` in ``out_dir``, named after each stem.
 
-    Refuses (UserError) two images with one stem and any file that already exists: nothing the
-    user did not ask to replace is overwritten."""
+    Refuses (UserError) two images with one stem, and any file that already exists unless
+    ``force``: nothing the user did not ask to replace is overwritten. A folder or a link in the
+    way is always refused."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--explain {out_dir}: exists and is not a folder")
     seen: dict[str, Path] = {}
@@ -195,9 +196,12 @@ def explanation_files(out_dir: Path, paths: list[Path]) -> dict[Path, tuple[Path
         seen[stem] = p
         files[p] = (out_dir / f"{stem}.png", out_dir / f"{stem}.npy", out_dir / f"{stem}.json")
     existing = [f for trio in files.values() for f in trio if f.exists() or f.is_symlink()]
-    if existing:
+    blocking = [f for f in existing if f.is_dir() or f.is_symlink()]
+    if blocking:
+        raise UserError(f"--explain {out_dir}: {blocking[0]} is a folder or a link in the way; nothing was written")
+    if existing and not force:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UserError(f"--explain {out_dir}: {existing[0]} exists{more}; choose an empty folder or remove them")
+        raise UserError(f"--explain {out_dir}: {existing[0]} exists{more}; choose an empty folder, or pass --force to replace them")
     return files
 
 

@@ -111,6 +111,8 @@ def test_existing_files_are_never_overwritten(runs, pngs, tmp_path, capsys):
     assert explain(runs["cnn"], pngs, out) == 2
     one_line_error(capsys, "img2.npy exists")
     assert (out / "img2.npy").read_bytes() == b"mine" and sorted(p.name for p in out.iterdir()) == ["img2.npy"]
+    assert explain(runs["cnn"], pngs, out, "--force") == 0  # asked for: replaced
+    assert np.load(out / "img2.npy", allow_pickle=False).shape == (16, 16)
 
 
 def test_bad_explain_options_are_one_line_each(runs, pngs, tmp_path, capsys):
@@ -170,7 +172,7 @@ def test_evaluate_writes_the_gallery_into_report(runs, tmp_path):
 
 def test_gallery_count_is_checked(runs, capsys):
     assert main(["evaluate", "--checkpoint", str(runs["cnn"]), "--gallery", "-1", "--no-progress"]) == 2
-    one_line_error(capsys, "--gallery must be between 0 and 50")
+    one_line_error(capsys, "--gallery must be from 0 to 50")
 
 
 def test_lesion_measure_runs_on_a_synthetic_run(runs, capsys):
