@@ -78,7 +78,8 @@ def compute_maps(engine, x: np.ndarray, method: str, layer: str | None = None, t
         method: one of ``METHODS``; ``layer``: Grad-CAM's dotted layer name (checked already).
         target: the output explained (column of the logits).
 
-    Returns: (N, H, W) float64, raw values (saliency ≥ 0, gradient × input signed, Grad-CAM ≥ 0).
+    Returns: (N, H, W) float64, raw values (saliency ≥ 0, gradient × input signed, Grad-CAM ≥ 0);
+    for an input of several channels, the sum over channels.
     """
     lib = _library(engine)
     model = engine.model
@@ -91,7 +92,8 @@ def compute_maps(engine, x: np.ndarray, method: str, layer: str | None = None, t
     else:
         explainer = lib.Saliency(model)
     kwargs = dict(SMOOTHGRAD) if method == "smoothgrad" else {}
-    side = int(round(np.sqrt(x[0].size)))
+    side = int(round(np.sqrt(x[0].size)))  # the MLP's flat input is a square image
+    h, w = x.shape[2:] if x.ndim == 4 else (side, side)
     out = []
     for s in range(0, len(x), EXPLAIN_BATCH):
         batch = x[s:s + EXPLAIN_BATCH]
@@ -102,8 +104,9 @@ def compute_maps(engine, x: np.ndarray, method: str, layer: str | None = None, t
                                     target=target, **kwargs).detach().cpu().numpy()
         else:
             m = explainer.attribute(batch, target=target, **kwargs)
-        out.append(np.asarray(m, dtype=np.float64).reshape(len(batch), side, side))  # (B, ...) -> (B, H, W)
-    return np.concatenate(out) if out else np.zeros((0, side, side))
+        # (B, C, H, W) or (B, H·W) -> (B, H, W); a multi-channel input's map is summed over channels
+        out.append(np.asarray(m, dtype=np.float64).reshape(len(batch), -1, h, w).sum(axis=1))
+    return np.concatenate(out) if out else np.zeros((0, h, w))
 
 
 def describe_method(method: str, layer: str | None, track: str) -> dict:

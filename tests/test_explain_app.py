@@ -185,3 +185,18 @@ def test_lesion_measure_runs_on_a_synthetic_run(runs, capsys):
     for r in rows[1:]:
         inside, area = float(r.split()[2]), float(r.split()[3])
         assert 0 <= inside <= 1 and 0 < area < 1
+
+
+def test_compute_maps_sums_the_channels_of_a_multi_channel_input():
+    from types import SimpleNamespace
+
+    from chexvision.explain import compute_maps
+    from numpy_nn.explain import GradCAM, Saliency
+    from numpy_nn.models import CNN
+
+    model = CNN(in_channels=3, channels=(4, 8), dtype=np.float64)
+    engine = SimpleNamespace(model=model)  # a NumPy-track engine needs only .model here
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16))
+    np.testing.assert_allclose(compute_maps(engine, x, "saliency"), Saliency(model).attribute(x).sum(axis=1))
+    np.testing.assert_allclose(compute_maps(engine, x, "gradcam", "features.3"),
+                               GradCAM(model, "features.3").attribute(x)[:, 0])
