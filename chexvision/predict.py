@@ -47,7 +47,8 @@ def add_arguments(p) -> None:
     p.add_argument("--track", choices=TRACKS, default="numpy",
                    help="engine to score with (default: numpy, which never imports torch)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch track only (default: cpu)")
-    p.add_argument("--threshold", type=float, default=None, help="override the saved decision threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="override the saved decision threshold (a number from 0 to 1)")
     p.add_argument("--explain", metavar="DIR", default=None,
                    help="also write, per image, STEM.png (the map over the image), STEM.npy (the raw map at the "
                         "model's input size) and STEM.json (how it was made) into DIR; existing files are refused "
