@@ -44,6 +44,7 @@ def _variants(v: np.ndarray) -> dict[str, dict]:
         "monochrome2": dict(pixels=v),
         "monochrome1": dict(pixels=255 - v, photometric="MONOCHROME1"),
         "12bit_rescale": dict(pixels=s12, bits_stored=12, rescale=(1, -1024)),
+        "12bit_signed": dict(pixels=s12.astype(np.int16) - 2048, bits_stored=12, signed=True),
         "12bit_window": dict(pixels=s12, bits_stored=12, window=(2048, 4096)),
         "12bit_rescale_window": dict(pixels=s12, bits_stored=12, rescale=(2, -2048), window=(2047, 8191)),
         "12bit_monochrome1_window": dict(pixels=4095 - s12, bits_stored=12, window=(2048, 4096),
