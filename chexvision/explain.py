@@ -116,7 +116,8 @@ def describe_method(method: str, layer: str | None, track: str) -> dict:
     if method == "gradcam":
         rec["layer"] = layer
     if method == "smoothgrad":
-        rec["smoothgrad"] = dict(SMOOTHGRAD, noise="sigma = noise_level * (max - min) of the standardised image")
+        rec["smoothgrad"] = dict(SMOOTHGRAD, noise="sigma = noise_level * (max - min) of the standardised image",
+                                 averaged="|gradient| (as captum's NoiseTunnel over Saliency)")
     rec["map"] = {"shape": "model input (H, W)", "scaling": "none: raw values, never clipped or smoothed"}
     return rec
 

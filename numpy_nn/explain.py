@@ -101,6 +101,14 @@ class SmoothGrad:
     ``NoiseTunnel(method).attribute(x, nt_type="smoothgrad", stdevs=σ)`` takes σ itself). The
     noise averages out the gradient's pixel-to-pixel jitter (ReLU kinks, pooling ties).
 
+    What is averaged is whatever ``method`` returns, and keyword arguments pass through to it.
+    Over ``Saliency`` (``abs=True``, its default) that is the mean of |∂y_k/∂x| — what captum's
+    ``NoiseTunnel(Saliency(model))`` computes, and what ``predict --method smoothgrad`` shows.
+    The paper averages the raw gradient, M̂ = (1/S) Σ_s ∂y_k/∂x (x + ε_s), and takes |·| only to
+    draw it: ``SmoothGrad(Saliency(model)).attribute(x, target=k, abs=False)`` gives that signed
+    mean (signs that disagree across noisy copies cancel, so it is never larger than the mean
+    of |gradient|).
+
     The noise is drawn by NumPy, ``np.random.default_rng(seed).standard_normal(x.shape)`` once
     per sample in order, so the torch twin can use the very same draws.
 

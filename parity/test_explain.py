@@ -21,7 +21,7 @@ from torch_ref import explain as tex
 from torch_ref import models as tmodels
 from torch_ref.exchange import torch_to_numpy
 
-METHODS = ["saliency", "signed_saliency", "gradxinput", "smoothgrad", "gradcam"]
+METHODS = ["saliency", "signed_saliency", "gradxinput", "smoothgrad", "smoothgrad_raw", "gradcam"]
 
 
 def twin_models(kind: str, out_features: int, dtype=np.float64, seed: int = 0):
@@ -59,8 +59,8 @@ def explain_both(method: str, n, t, x: np.ndarray, target):
                 tex.Saliency(t).attribute(xt, target=target, abs=False))
     if method == "gradxinput":
         return nex.InputXGradient(n).attribute(x, target=target), tex.InputXGradient(t).attribute(xt, target=target)
-    if method == "smoothgrad":
-        kw = {"target": target, "n_samples": 4, "noise_level": 0.2, "seed": 7}
+    if method in ("smoothgrad", "smoothgrad_raw"):  # mean |gradient| (captum's NoiseTunnel) / mean gradient (paper)
+        kw = {"target": target, "n_samples": 4, "noise_level": 0.2, "seed": 7, "abs": method == "smoothgrad"}
         return (nex.SmoothGrad(nex.Saliency(n)).attribute(x, **kw),
                 tex.SmoothGrad(tex.Saliency(t)).attribute(xt, **kw))
     layer = nex.default_layer(n)
@@ -135,6 +135,22 @@ def test_bilinear_upsampling_is_torchs(in_hw, out_hw):
     assert_close(nex.upsample_bilinear(x, out_hw), expected, f"upsample {in_hw} -> {out_hw}")
 
 
+def test_smoothgrad_raw_is_the_mean_gradient_and_abs_is_captums_mean_of_abs():
+    """abs=False averages the signed gradients (the paper); the default averages |gradient|, and
+    |mean| <= mean |.| with strict inequality somewhere (the noisy gradients disagree in sign)."""
+    n, t, shape = twin_models("cnn", out_features=1, seed=2)
+    x = make_input(shape, np.float64, seed=11)
+    kw = {"n_samples": 5, "noise_level": 0.3, "seed": 3}
+    raw = nex.SmoothGrad(nex.Saliency(n)).attribute(x, abs=False, **kw)
+    mean_abs = nex.SmoothGrad(nex.Saliency(n)).attribute(x, **kw)
+    sigma = nex.noise_sigma(x, 0.3)
+    rng = np.random.default_rng(3)
+    grads = [nex.input_gradient(n, x + sigma * rng.standard_normal(x.shape)) for _ in range(5)]
+    assert_close(raw, np.mean(grads, axis=0), "SmoothGrad abs=False = mean of the raw gradients")
+    assert_close(mean_abs, np.mean(np.abs(grads), axis=0), "SmoothGrad default = mean of |gradient|")
+    assert np.all(np.abs(raw) <= mean_abs + 1e-12) and np.any(np.abs(raw) < mean_abs - 1e-6)
+
+
 # -- an established implementation: captum --------------------------------------------------------
 def test_our_torch_gradcam_and_saliency_equal_captums():
     captum_attr = pytest.importorskip("captum.attr", reason="captum not installed (pip install -e '.[dev]')")
@@ -152,6 +168,15 @@ def test_our_torch_gradcam_and_saliency_equal_captums():
                      f"saliency vs captum, output {k}")
         assert_close(tex.InputXGradient(t).attribute(xt, target=k),
                      captum_attr.InputXGradient(t).attribute(xt, target=k), f"input x gradient vs captum, output {k}")
+    nt = captum_attr.NoiseTunnel(captum_attr.Saliency(t))  # captum's SmoothGrad averages |gradient| too
+    sigma = 0.2 * float(xt[0].max() - xt[0].min())
+    rng = np.random.default_rng(5)
+    x1 = xt[:1]
+    noise = [torch.from_numpy(rng.standard_normal(tuple(x1.shape))) for _ in range(3)]
+    mean_abs = sum(captum_attr.Saliency(t).attribute(x1 + sigma * e, target=0) for e in noise) / 3
+    assert_close(tex.SmoothGrad(tex.Saliency(t)).attribute(x1, target=0, n_samples=3, noise_level=0.2, seed=5),
+                 mean_abs, "SmoothGrad = mean of captum's |gradient| over the same noise")
+    assert nt.attribute(x1, nt_type="smoothgrad", nt_samples=3, stdevs=sigma, target=0).min() >= 0
 
 
 # -- DenseNet (torchvision's architecture, reduced) -----------------------------------------------------

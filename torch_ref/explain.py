@@ -61,7 +61,9 @@ class SmoothGrad:
     """Mean of ``method``'s maps over x + ε_s, ε_s ~ N(0, σ²), σ = noise_level·(max x_n − min x_n).
 
     The noise is NumPy's ``default_rng(seed).standard_normal(x.shape)``, one draw per sample in
-    order, exactly as in the NumPy twin. Twin: ``numpy_nn.explain.SmoothGrad``.
+    order, exactly as in the NumPy twin. Keyword arguments pass through to ``method``: over
+    ``Saliency`` the default averages |gradient| (captum's ``NoiseTunnel(Saliency)``), ``abs=False``
+    the raw gradient (the paper's definition). Twin: ``numpy_nn.explain.SmoothGrad``.
     """
 
     def __init__(self, method):
