@@ -247,5 +247,8 @@ def test_rsna_train_evaluate_end_to_end(rsna, tmp_path):
                  "--out", str(run), "--no-progress"]) == 0
     cfg = json.loads((run / "best" / "config.json").read_text())
     assert cfg["data"]["dataset"] == "rsna"
+    assert main(["evaluate", "--checkpoint", str(run), "--out", str(tmp_path / "ev"), "--n-boot", "10",
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["test"]["n"] > 0
     assert main(["preprocess", "--dataset", "rsna", "--data-dir", str(root), "--cache", str(tmp_path / "c"),
                  "--image-size", "16"]) == 0
