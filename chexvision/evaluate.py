@@ -53,6 +53,9 @@ def add_arguments(p) -> None:
                    help="replace same-named files in --out that an earlier evaluation did not write")
     p.add_argument("--n-boot", type=int, default=1000,
                    help=f"bootstrap resamples for AUC intervals, 1 to {validate.MAX_N_BOOT:,} (default: 1000)")
+    p.add_argument("--gallery", type=int, default=3, metavar="N",
+                   help="REPORT.md shows explanation maps of the N most confident true positives, false positives "
+                        "and false negatives (default: 3; 0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -127,6 +130,7 @@ def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple
 
 def run(args) -> int:
     validate.check_int(args.n_boot, "--n-boot", 1, validate.MAX_N_BOOT)
+    validate.check_int(args.gallery, "--gallery", 0, 50)
     if args.threshold is not None:
         parse_threshold(args.threshold)
     if args.out:
@@ -137,14 +141,15 @@ def run(args) -> int:
         return run_external(args)
     evaluate_checkpoint(args.checkpoint, track=args.track, device=args.device, threshold=args.threshold,
                         out=args.out, split=args.split, data_dir=args.eval_data_dir, cache=args.eval_cache,
-                        n_boot=args.n_boot, progress=not args.no_progress and sys.stderr.isatty(), force=args.force)
+                        n_boot=args.n_boot, progress=not args.no_progress and sys.stderr.isatty(), force=args.force,
+                        gallery=args.gallery)
     return 0
 
 
 def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = "cpu", threshold: str | None = None,
                         out=None, split: str = "test", data_dir: str | None = None, cache: str | None = None,
                         n_boot: int = 1000, progress: bool = False, ds=None, command: str = "evaluate",
-                        force: bool = False) -> dict:
+                        force: bool = False, gallery: int = 3) -> dict:
     """What ``python -m chexvision evaluate`` does, callable (``train`` ends with it).
 
     Scores the checkpoint's validation split (and test split, unless ``split="val"``) with
@@ -185,6 +190,14 @@ def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = 
         test_scores, test_labels = score_split(engine, ds, test_idx, standardizer, lay, train["dtype"])
         test_groups = ds.patients[test_idx]
 
+    gallery_fn = None
+    if gallery > 0:
+        from .explain import gallery as explain_gallery
+
+        head_idx, head_scores, head_labels = (test_idx, test_scores, test_labels) if test_scores is not None \
+            else (val_idx, val_scores, val_labels)
+        gallery_fn = explain_gallery(engine, standardizer, checkpoint.model_spec, ds.images, head_idx, head_scores,
+                                     head_labels, ds.paths, "test" if test_scores is not None else "val", gallery)
     out = Path(out) if out else checkpoint.run_dir
     history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
     history = (validate.check_history(ckpt.read_json(history_path), str(history_path))
@@ -198,7 +211,8 @@ def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = 
                                   test_labels=test_labels, history=history, config=config, threshold_method=method,
                                   threshold_value=value, n_boot=n_boot, seed=train.get("seed", 0),
                                   val_groups=ds.patients[val_idx], test_groups=test_groups,
-                                  train_labels=ds.labels[ds.indices("train")], force=force)
+                                  train_labels=ds.labels[ds.indices("train")], gallery=gallery_fn,
+                                  force=force)
     # warnings as one line each, beside the summary on stdout (stderr is for errors): no source lines
     for message in dict.fromkeys(str(w.message) for w in caught):
         print(f"chexvision {command}: warning: {message}")

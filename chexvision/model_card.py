@@ -198,8 +198,12 @@ def report_markdown(result: dict, files: list[str], warnings: list[str] = ()) ->
                 lines.append(f"- {key.replace('_', ' ')}: {_fmt(training[key], 4)}")
         lines += [""]
 
-    figures = [f for f in files if f.endswith(".png")]
+    figures = [f for f in files if f.endswith(".png") and not f.startswith("explain_")]
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    if result.get("gallery"):
+        lines += ["## Where the model looked", "", result["gallery"]["intro"], ""]
+        for panel in result["gallery"]["panels"]:
+            lines += [f"**{panel['title']}**", "", f"![{panel['file']}]({panel['file']})", ""]
 
     lines += ["## Caveats", ""]
     lines += [f"- {w}." for w in warnings]

@@ -36,6 +36,7 @@ ALPHA = 0.05  # the CI written is the 95% percentile-bootstrap interval
 ARTIFACTS = (
     "metrics.json", "REPORT.md", "val_scores.npy", "val_labels.npy", "test_scores.npy", "test_labels.npy",
     "loss_curve.png", "roc.png", "pr.png", "confusion.png", "confusion_val.png",
+    "explain_tp.png", "explain_fp.png", "explain_fn.png",
 )  # fmt: skip
 
 
@@ -180,6 +181,7 @@ def write_evaluation(
     val_groups=None,
     test_groups=None,
     train_labels=None,
+    gallery=None,
     force: bool = False,
 ) -> dict:
     """Choose the threshold on validation, score validation and test, and write the artifacts.
@@ -205,6 +207,9 @@ def write_evaluation(
         val_groups, test_groups: the patient id of each image, or None; with them the AUC
             intervals resample patients (cluster bootstrap) where a patient has several images.
         train_labels: the training split's labels, for the data table (optional).
+        gallery: None, or ``gallery(threshold) -> {"intro": str, "panels": [{"file", "title",
+            "png"}]}`` drawing explanation maps of chosen images (``chexvision.explain.gallery``);
+            its PNGs (``explain_tp.png``, ``explain_fp.png``, ``explain_fn.png``) go next to REPORT.md.
         force: replace same-named files that no earlier evaluation of ours wrote (else refused;
             see ``chexvision.outputs.claim_outputs``).
 
@@ -276,6 +281,7 @@ def write_evaluation(
 
     # Render everything in memory first: a failure here leaves run_dir untouched.
     splits = [val] + ([test] if test else [])
+    shown = gallery(threshold) if gallery else None
     blobs: dict[str, object] = {
         "val_scores.npy": _npy_writer(np.asarray(val_scores)),
         "val_labels.npy": _npy_writer(vy),
@@ -312,6 +318,10 @@ def write_evaluation(
         blobs["confusion_val.png"] = plots.plot_confusion(
             val["confusion_matrix"], None, title=f"val at threshold {threshold:.4g}"
         )
+    if shown:
+        blobs.update({panel["file"]: panel["png"] for panel in shown["panels"]})
+        result["gallery"] = {"intro": shown["intro"],
+                             "panels": [{k: v for k, v in panel.items() if k != "png"} for panel in shown["panels"]]}
     files = sorted([*blobs, "REPORT.md", "metrics.json"])
     result["files"] = files
     report_md = report_markdown(result, files, warnings)
