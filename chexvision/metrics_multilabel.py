@@ -210,3 +210,26 @@ def multilabel_metrics(y_true, y_score, thresholds, names=None, *, n_boot: int =
     defined = [n for n in names if n not in undefined]
     macro = float(np.mean([outputs[n]["roc_auc"] for n in defined])) if defined else math.nan
     return {"outputs": outputs, "macro_auc": macro, "auc_defined": defined, "auc_undefined": undefined}
+
+
+def validation_record(y_true, logits, method: str, value, names) -> dict:
+    """The per-epoch validation entry of ``train`` for K outputs (masked entries left out).
+
+    ``val_loss``: BCE on logits, mean over unmasked entries; ``val_accuracy``: at 0.5, over unmasked
+    entries; ``val_auc``: the macro mean AUC over outputs with a defined AUC (what picks the best
+    epoch); ``threshold``: per output, chosen on validation (a list, in output order).
+    """
+    from numpy_nn.layers import sigmoid
+    from numpy_nn.losses import BCEWithLogitsLoss
+
+    y, x = check_multilabel(y_true, logits)
+    keep = y >= 0
+    prob = sigmoid(x)
+    loss = BCEWithLogitsLoss(weight=keep.astype(np.float64), reduction="sum")(x, np.where(keep, y, 0).astype(float))
+    with warnings.catch_warnings():  # one-class outputs are named in metrics.json; not every epoch
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        auc, _ = macro_auc(y, prob, names)
+        thresholds, _ = choose_thresholds(y, prob, method, value, names)
+    n = max(int(keep.sum()), 1)
+    return {"val_loss": float(loss / n), "val_accuracy": float(((prob >= 0.5) == (y == 1))[keep].sum() / n),
+            "val_auc": float(auc), "threshold": [float(t) for t in thresholds]}

@@ -35,6 +35,7 @@ THRESHOLD_RULE = "predict abnormal (1) when score >= threshold"
 ARTIFACTS = (
     "metrics.json", "REPORT.md", "val_scores.npy", "val_labels.npy", "test_scores.npy", "test_labels.npy",
     "loss_curve.png", "roc.png", "pr.png", "confusion.png", "confusion_val.png",
+    "roc_grid.png",  # --task findings (chexvision.report_findings)
 )  # fmt: skip
 
 

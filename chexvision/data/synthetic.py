@@ -120,12 +120,17 @@ def _render(rng: np.random.Generator, a: dict, size: int, findings: list[str]) -
     return img
 
 
-def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0):
+FINDINGS = ("opacity", "effusion", "cardiomegaly")  # the planted findings, the labels of --task findings
+
+
+def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0, with_findings: bool = False):
     """Generate ``n`` synthetic chest X-rays.
 
     Returns:
         images: (n, S, S) uint8; labels: (n,) int64 (0 normal, 1 abnormal);
-        patients: (n,) str ("syn00042"); paths: (n,) str ("synthetic/syn00042_001").
+        patients: (n,) str ("syn00042"); paths: (n,) str ("synthetic/syn00042_001");
+        and with ``with_findings``: findings (n, 3) int64, 1 where the image carries the finding
+        of ``FINDINGS`` (an abnormal image has one or two; the images do not depend on the flag).
 
     Patient k's images depend only on (seed, k), so a larger ``n`` extends a smaller one.
     """
@@ -133,6 +138,7 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0):
         raise ValueError(f"synthetic dataset size must be >= 1, got {n}")
     images = np.empty((n, image_size, image_size), np.uint8)
     labels = np.empty(n, np.int64)
+    findings = np.zeros((n, len(FINDINGS)), np.int64)
     patients, paths = [], []
     i, k = 0, 0
     while i < n:
@@ -140,7 +146,8 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0):
         a = _patient_anatomy(rng)
         for j in range(min(int(rng.integers(1, 7)), n - i)):
             y = int(rng.random() < a["risk"])
-            img = _render(rng, a, image_size, _findings(rng) if y else [])
+            planted = _findings(rng) if y else []
+            img = _render(rng, a, image_size, planted)
             img = _blur(img, rng.uniform(0.3, 0.9) * image_size / 64)
             # exposure: gain, offset and gamma per image; then quantum noise
             img = np.clip(img, 0, 1) ** rng.uniform(0.85, 1.2)
@@ -148,8 +155,11 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0):
             img = img + 0.025 * rng.standard_normal(img.shape, dtype=np.float32)
             images[i] = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
             labels[i] = y
+            findings[i, [FINDINGS.index(f) for f in planted]] = 1
             patients.append(f"syn{k:05d}")
             paths.append(f"synthetic/syn{k:05d}_{j:03d}")
             i += 1
         k += 1
+    if with_findings:
+        return images, labels, np.array(patients), np.array(paths), findings
     return images, labels, np.array(patients), np.array(paths)
