@@ -35,9 +35,16 @@ def add_arguments(p) -> None:
                    help="youden, fixed:P or sensitivity:S, chosen on validation (default: the training config's)")
     p.add_argument("--out", metavar="DIR", default=None, help="where to write the report (default: the run directory)")
     p.add_argument("--data-dir", dest="eval_data_dir", metavar="DIR", default=None,
-                   help="the dataset's folder, if it moved since training (e.g. a run trained on Kaggle)")
+                   help="the dataset's folder, if it moved since training (e.g. a run trained on Kaggle); "
+                        "with --dataset: the external data set's folder")
     p.add_argument("--cache", dest="eval_cache", metavar="DIR", default=None,
-                   help="the preprocessing cache folder, if it moved since training")
+                   help="the preprocessing cache folder, if it moved since training; with --dataset: where the "
+                        "external set is cached (default ./cache/<dataset>-...)")
+    from .data.dataset import DATASETS
+
+    p.add_argument("--dataset", dest="dataset", choices=DATASETS, default=None,
+                   help="external validation: score every image of this other data set (in --data-dir) at the "
+                        "run's saved threshold; writes to --out (default RUN/external-<dataset>/)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for AUC intervals (default: 1000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -89,6 +96,10 @@ def run(args) -> int:
     from .report import write_evaluation
     from .tracks import layout
 
+    if getattr(args, "dataset", None):
+        from .external import run_external
+
+        return run_external(args)
     checkpoint = ckpt.load_checkpoint(args.checkpoint)
     train = checkpoint.train
     track = args.track or train["track"]

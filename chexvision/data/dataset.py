@@ -255,7 +255,8 @@ def _split_note(cfg: dict, official: bool) -> str:
             "by patient, stratified by abnormal share")
 
 
-def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None) -> CachedDataset:
+def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None,
+                 check_splits: bool = True) -> CachedDataset:
     """Build or load the data described by ``cfg`` (from ``data_config``; missing keys default).
 
     Real datasets go through the preprocessing cache (``cfg["cache"]``): built on first use
@@ -266,6 +267,8 @@ def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None
     Args:
         progress: show a progress bar and status lines on stderr.
         chunk_size: images per resumable chunk when a new cache is planned (default: automatic).
+        check_splits: refuse an empty or one-class split (False for external evaluation, which
+            scores every image and ignores the split).
     """
     c = _normalise(cfg)
     if c["dataset"] == "synthetic":
@@ -305,5 +308,6 @@ def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None
         ds = CachedDataset(contents.images, contents.labels, contents.patients, splits, contents.paths,
                            name=c["dataset"], root=Path(m["root"]), notes=notes,
                            cache_dir=Path(cache_dir).resolve(), counts=counts, config=c, **extra)
-    ds.check_splits()
+    if check_splits:
+        ds.check_splits()
     return ds
