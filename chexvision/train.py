@@ -100,8 +100,8 @@ def add_arguments(p) -> None:
     _opt(g, "--l1", "l1", "L1 penalty on weights, added to the loss", type=float)
     _opt(g, "--l2", "l2", "L2 penalty on weights, added to the loss", type=float)
     _opt(g, "--label-smoothing", "label_smoothing", "BCE label smoothing", type=float)
-    _opt(g, "--pos-weight", "pos_weight", "loss weight of abnormal examples: a number or 'auto' (n_normal/n_abnormal); "
-         "none means 1", metavar="X|auto")
+    _opt(g, "--pos-weight", "pos_weight", "loss weight of abnormal examples: a number or 'auto' (n_normal/n_abnormal; with --task "
+         "findings one per finding from its training labels); none means 1", metavar="X|auto")
     _opt(g, "--scheduler", "scheduler", "cosine (linear warm-up, then cosine decay) or none", choices=SCHEDULERS)
     _opt(g, "--warmup-epochs", "warmup_epochs", "linear warm-up epochs", type=int)
     _opt(g, "--warmup-start-factor", "warmup_start_factor", "warm-up starts at lr times this", type=float)

@@ -97,3 +97,18 @@ def test_synthetic_findings_run_learns_every_finding(tmp_path, capsys):
     aucs = {n: m["test"]["outputs"][n]["roc_auc"] for n in FINDINGS}
     assert all(a > 0.7 for a in aucs.values()), aucs  # measured: 0.997 / 0.855 / 0.774
     assert m["test"]["macro_auc"] > 0.8, aucs
+
+
+def test_compare_runs_the_findings_model_in_lockstep(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--task", "findings", "--synthetic-size", "200", "--image-size", "16", "--hidden", "8",
+                 "--steps", "3", "--dtype", "float64", "--out", str(out)]) == 0
+    d = json.loads((out / "compare.json").read_text())
+    assert d["config"]["spec"]["out_features"] == 3
+    assert "every tensor stays within" in capsys.readouterr().out
+
+
+def test_external_validation_refuses_a_findings_run(runs, tmp_path, capsys):
+    rc = main(["evaluate", "--checkpoint", str(runs["numpy"]), "--dataset", "synthetic", "--data-dir", str(tmp_path)])
+    assert rc == 2
+    assert "--task findings" in capsys.readouterr().err
