@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import validate
 from .errors import UserError
 from .tasks import Task
 
@@ -46,8 +47,13 @@ def evaluate_findings(out, ds, checkpoint, track, threshold, method, value, n_bo
 
 
 def task_of(checkpoint: ckpt.Checkpoint) -> Task:
-    """The checkpoint's task (a config written before tasks existed is binary)."""
-    return Task.from_dict(checkpoint.config.get("task"))
+    """The checkpoint's task (a config written before tasks existed is binary), checked against the model."""
+    task = Task.from_dict(checkpoint.config.get("task"))
+    k = checkpoint.model_spec.get("out_features")
+    if k != task.n_outputs:
+        raise UserError(f"{checkpoint.dir / ckpt.CONFIG_FILE}: the task has {task.n_outputs} output(s) "
+                        f"({', '.join(task.outputs)}) but the model {k}")
+    return task
 
 
 def saved_thresholds(checkpoint: ckpt.Checkpoint, task: Task) -> tuple[np.ndarray, str]:
@@ -61,25 +67,33 @@ def saved_thresholds(checkpoint: ckpt.Checkpoint, task: Task) -> tuple[np.ndarra
                     and ev.get("epoch") == checkpoint.meta.get("epoch"))
             values = m["threshold"]["values"]
             if same and all(values.get(n) is not None for n in task.outputs):
-                return (np.array([float(values[n]) for n in task.outputs]),
+                return (np.array([validate.check_threshold(values[n], str(metrics_path)) for n in task.outputs]),
                         f"{metrics_path} ({m['threshold'].get('method')} on validation, per finding)")
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
     thr = (checkpoint.meta.get("threshold") or {}).get("value")
     if not isinstance(thr, list) or len(thr) != task.n_outputs or any(t is None for t in thr):
         raise UserError(f"{checkpoint.dir / ckpt.META_FILE}: no per-finding thresholds stored; pass --threshold")
+    thr = [validate.check_threshold(t, str(checkpoint.dir / ckpt.META_FILE)) for t in thr]
     return np.array(thr, dtype=np.float64), f"{checkpoint.dir / ckpt.META_FILE} (on validation at training)"
 
 
-def predict_findings(args, checkpoint, task: Task, good: list[Path], probs: np.ndarray) -> list[dict]:
-    """Rows of K probabilities and flags; prints the table (or JSON) and writes --out."""
+def predict_findings(args, checkpoint, task: Task, good: list[Path], probs: np.ndarray) -> tuple[list[dict], int]:
+    """Rows of K probabilities and flags; prints the table (or JSON) and writes --out.
+
+    Returns the rows and the number of images left out because a score was not finite (each
+    named on stderr: no NaN reaches an answer)."""
     if args.threshold is not None:
         thr, source = np.full(task.n_outputs, float(args.threshold)), "--threshold"
     else:
         thr, source = saved_thresholds(checkpoint, task)
     probs = np.asarray(probs).reshape(len(good), task.n_outputs)
-    rows = []
+    rows, bad = [], 0
     for path, p in zip(good, probs):
+        if not np.isfinite(p).all():
+            print(f"chexvision predict: error: {path}: the model's scores are not finite numbers", file=sys.stderr)
+            bad += 1
+            continue
         flagged = [n for n, q, t in zip(task.outputs, p, thr) if q >= t]
         rows.append({"path": str(path), "probabilities": dict(zip(task.outputs, map(float, p))),
                      "flags": {n: int(q >= t) for n, q, t in zip(task.outputs, p, thr)},
@@ -91,7 +105,7 @@ def predict_findings(args, checkpoint, task: Task, good: list[Path], probs: np.n
         atomic_write(args.out, lambda f: f.write(text.encode("utf-8")))
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return rows
+        return rows, bad
     width = max([len(n) for n in task.outputs] + [7])
     for r in rows:
         print(f"{r['path']}: " + (", ".join(r["findings"]) if r["findings"] else "no finding flagged"))
@@ -100,7 +114,7 @@ def predict_findings(args, checkpoint, task: Task, good: list[Path], probs: np.n
             print(f"  {n:<{width}}  {r['probabilities'][n]:.4f} {mark} (threshold {r['thresholds'][n]:.4g})")
     if rows:
         print(f"* = flagged (probability >= the finding's threshold); thresholds from {source}")
-    return rows
+    return rows, bad
 
 
 def _csv(rows: list[dict], task: Task) -> str:
