@@ -243,3 +243,12 @@ def test_stale_history_tmp_is_removed_on_the_next_run(run, tmp_path, capsys):
     mine.write_text("mine")
     assert main(["train", "--resume", str(r), "--no-progress"]) == 0
     assert not any(p.exists() for p in stale) and mine.exists()
+
+
+def test_a_run_that_stopped_before_its_first_checkpoint_can_be_started_again(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    outputs.write_marker(d)  # what a run killed before its first checkpoint leaves
+    (d / ".history.json.abcd1234.tmp").write_text("half")
+    assert train(d) == 0
+    assert (d / "last").is_dir() and not (d / ".history.json.abcd1234.tmp").exists()
