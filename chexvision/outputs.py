@@ -146,6 +146,10 @@ def check_train_out(out: Path, overwrite: bool) -> str:
                         f"{out}, or pass --overwrite, or choose another --out")
     if out.is_symlink():
         raise UserError(f"--out {out}: is a symbolic link; --overwrite replaces only a plain run folder")
+    cwd = Path.cwd().resolve()
+    if cwd == out.resolve() or out.resolve() in cwd.parents:
+        raise UserError(f"--out {out}: is the current folder (or holds it); --overwrite renames the old run aside, "
+                        "so run it from another folder")
     foreign = foreign_entries(out)
     if foreign:
         raise UserError(f"--overwrite replaces only a run's own files, and {out} also holds {_shown(foreign)}; "

@@ -148,6 +148,15 @@ def test_overwrite_deletes_the_old_run_only_after_the_first_checkpoint(run, tmp_
     assert len(json.loads((old / ckpt.HISTORY_FILE).read_text())) == 1
 
 
+def test_overwrite_refuses_the_current_folder(run, tmp_path, capsys, monkeypatch):
+    old = copy_run(run, tmp_path / "old")
+    before = snapshot(old)
+    monkeypatch.chdir(old)
+    assert train(Path("."), "--overwrite") == 2
+    one_line_error(capsys, "current folder")
+    assert snapshot(old) == before
+
+
 def test_a_kill_during_overwrite_is_undone_by_the_next_run(run, tmp_path, capsys):
     """The old run set aside, the new folder holding only its marker (killed before a checkpoint)."""
     aside = copy_run(run, tmp_path / f".old.replaced-{12345}")
