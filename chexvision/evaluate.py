@@ -75,16 +75,6 @@ def load_standardizer(checkpoint: ckpt.Checkpoint):
         raise UserError(f"{checkpoint.dir / ckpt.STANDARDIZER_FILE}: not a standardizer ({e})") from None
 
 
-def relocated_data_config(data_cfg: dict, data_dir: str | None, cache: str | None) -> dict:
-    """The saved data config with its dataset / cache folders replaced where given."""
-    cfg = dict(data_cfg)
-    if data_dir is not None:
-        cfg["data_dir"] = data_dir
-    if cache is not None:
-        cfg["cache"] = cache
-    return cfg
-
-
 def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """P(abnormal) and labels of the images ``idx``, in order: (N,) for one output; (N, K) probabilities
     and labels (1 / 0 / -1 masked) for K findings."""
@@ -98,7 +88,7 @@ def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple
 
 
 def run(args) -> int:
-    from .data import open_dataset
+    from .data import open_dataset, reopen_config
     from .report import write_evaluation
     from .tracks import layout
 
@@ -118,7 +108,8 @@ def run(args) -> int:
     method, value = parse_threshold(threshold)
     engine = load_engine(checkpoint, track, args.device)
     standardizer = load_standardizer(checkpoint)
-    data_cfg = relocated_data_config(checkpoint.data, args.eval_data_dir, args.eval_cache)
+    # The checkpoint's cache path is only read from; files are created only under --cache or ./cache.
+    data_cfg = reopen_config(checkpoint.data, args.eval_data_dir, args.eval_cache)
     ds = open_dataset(data_cfg, progress=not args.no_progress and sys.stderr.isatty())
     lay = layout(checkpoint.model_spec)
 

@@ -28,7 +28,7 @@ from .errors import UserError
 
 HELP = "P(abnormal) and normal/abnormal for images, from a checkpoint, with either track"
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".dcm", ".dicom")
 PREDICT_BATCH = 64
 
 

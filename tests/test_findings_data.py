@@ -166,3 +166,8 @@ def test_folder_csv_findings(tmp_path):
     (tmp_path / "labels.csv").write_text("path,patient\nim0.png,p\n")
     with pytest.raises(UserError, match="one 0/1 column per finding"):
         list_folder(tmp_path, task="findings")
+
+
+def test_rsna_has_no_findings(tmp_path):
+    with pytest.raises(UserError, match="rsna has one label"):
+        open_dataset({"dataset": "rsna", "data_dir": str(tmp_path), "task": "findings"}, progress=False)
