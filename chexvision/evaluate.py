@@ -50,6 +50,9 @@ def add_arguments(p) -> None:
                    help="replace same-named files in --out that an earlier evaluation did not write")
     p.add_argument("--n-boot", type=int, default=1000,
                    help=f"bootstrap resamples for AUC intervals, 1 to {validate.MAX_N_BOOT:,} (default: 1000)")
+    p.add_argument("--gallery", type=int, default=3, metavar="N",
+                   help="REPORT.md shows explanation maps of the N most confident true positives, false positives "
+                        "and false negatives (default: 3; 0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -93,6 +96,7 @@ def run(args) -> int:
     from .tracks import layout
 
     validate.check_int(args.n_boot, "--n-boot", 1, validate.MAX_N_BOOT)
+    validate.check_int(args.gallery, "--gallery", 0, 50)
     if args.threshold is not None:
         parse_threshold(args.threshold)
     if args.out:
@@ -124,6 +128,14 @@ def run(args) -> int:
             raise UserError("the test split is empty (the data config has --test-fraction 0?); use --split val")
         test_scores, test_labels = score_split(engine, ds, test_idx, standardizer, lay, train["dtype"])
 
+    gallery = None
+    if args.gallery > 0:
+        from .explain import gallery as explain_gallery
+
+        head_idx, head_scores, head_labels = (test_idx, test_scores, test_labels) if test_scores is not None \
+            else (val_idx, val_scores, val_labels)
+        gallery = explain_gallery(engine, standardizer, checkpoint.model_spec, ds.images, head_idx, head_scores,
+                                  head_labels, ds.paths, "test" if test_scores is not None else "val", args.gallery)
     out = Path(args.out) if args.out else checkpoint.run_dir
     history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
     history = (validate.check_history(ckpt.read_json(history_path), str(history_path))
@@ -138,7 +150,7 @@ def run(args) -> int:
     result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
                               test_labels=test_labels, history=history, config=config, threshold_method=method,
                               threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0),
-                              force=args.force)
+                              gallery=gallery, force=args.force)
     thr = result["threshold"]["value"]
     print(f"chexvision evaluate: {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} track; "
           f"threshold {thr:.4g} ({threshold} on validation)")

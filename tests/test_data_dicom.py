@@ -44,6 +44,7 @@ def _variants(v: np.ndarray) -> dict[str, dict]:
         "monochrome2": dict(pixels=v),
         "monochrome1": dict(pixels=255 - v, photometric="MONOCHROME1"),
         "12bit_rescale": dict(pixels=s12, bits_stored=12, rescale=(1, -1024)),
+        "12bit_signed": dict(pixels=s12.astype(np.int16) - 2048, bits_stored=12, signed=True),
         "12bit_window": dict(pixels=s12, bits_stored=12, window=(2048, 4096)),
         "12bit_rescale_window": dict(pixels=s12, bits_stored=12, rescale=(2, -2048), window=(2047, 8191)),
         "12bit_monochrome1_window": dict(pixels=4095 - s12, bits_stored=12, window=(2048, 4096),
@@ -246,5 +247,8 @@ def test_rsna_train_evaluate_end_to_end(rsna, tmp_path):
                  "--out", str(run), "--no-progress"]) == 0
     cfg = json.loads((run / "best" / "config.json").read_text())
     assert cfg["data"]["dataset"] == "rsna"
+    assert main(["evaluate", "--checkpoint", str(run), "--out", str(tmp_path / "ev"), "--n-boot", "10",
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["test"]["n"] > 0
     assert main(["preprocess", "--dataset", "rsna", "--data-dir", str(root), "--cache", str(tmp_path / "c"),
                  "--image-size", "16"]) == 0
