@@ -119,13 +119,15 @@ def open_data(data_cfg: dict, progress: bool = False, opener=None):
 
 
 def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """P(abnormal) and labels of the images ``idx``, in order."""
+    """P(abnormal) and labels of the images ``idx``, in order: (N,) for one output; (N, K) probabilities
+    and labels (1 / 0 / -1 masked) for K findings."""
     from numpy_nn.layers import sigmoid
 
     from .data import BatchLoader
 
     loader = BatchLoader(ds, idx, SCORE_BATCH, standardizer, shuffle=False, layout=layout, dtype=np.dtype(dtype))
-    return sigmoid(engine.logits(loader)), ds.labels[idx]
+    labels = ds.labels[idx] if ds.task.is_binary else ds.targets[idx]
+    return sigmoid(engine.logits(loader)), labels
 
 
 def run(args) -> int:
@@ -205,6 +207,11 @@ def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = 
     config = dict(checkpoint.config, evaluated={"checkpoint": str(checkpoint.dir), "track": track, "device": device,
                                                 "epoch": checkpoint.meta.get("epoch"),
                                                 "run": checkpoint.run_dir.name})
+    if not ds.task.is_binary:
+        from .findings_cli import evaluate_findings
+
+        return evaluate_findings(out, ds, checkpoint, track, threshold, method, value, n_boot, history, config,
+                                 val_scores, val_labels, test_scores, test_labels)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,

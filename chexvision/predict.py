@@ -164,6 +164,7 @@ def predict_images(engine, standardizer, images: np.ndarray, spec: dict) -> np.n
 
 def run(args) -> int:
     from .evaluate import load_engine, load_standardizer
+    from .findings_cli import predict_findings, task_of
 
     if args.recursive and not args.dir:
         raise UserError("--recursive goes with --dir")
@@ -174,8 +175,11 @@ def run(args) -> int:
     if args.threshold is not None:
         validate.check_threshold(args.threshold, "--threshold")
     checkpoint = ckpt.load_checkpoint(args.checkpoint)
+    task = task_of(checkpoint)
     paths = collect_paths(args.image, args.dir, args.recursive)
-    if args.threshold is not None:
+    if not task.is_binary:
+        threshold = source = None  # per finding, in predict_findings
+    elif args.threshold is not None:
         threshold, source = float(args.threshold), "--threshold"
     else:
         threshold, source = saved_threshold(checkpoint)
@@ -197,6 +201,10 @@ def run(args) -> int:
             failed.append({"path": str(path), "error": reason[len(f"{path}: "):] if reason.startswith(f"{path}: ")
                            else reason})
     rows = []
+    if good and not task.is_binary:  # K probabilities and flags at the per-finding thresholds
+        rows, bad = predict_findings(args, checkpoint, task, good,
+                                     predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec))
+        return (2 if not rows else EXIT_PARTIAL) if failed or bad else 0
     if good:
         probs = predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec)
         for path, p in zip(good, probs):
