@@ -191,3 +191,21 @@ def test_gray_input_rule_is_the_same_in_both_tracks():
     rgb = (x - np.array([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)) / np.array([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
     plain = torch_to_numpy(t_model, __import__("numpy_nn").models.densenet121(num_classes=2, dtype=np.float64)).eval()
     np.testing.assert_allclose(np_model(x), plain(rgb), rtol=1e-12, atol=1e-12)
+
+
+def test_bench_profile_runs_on_a_small_image():
+    """The densenet bench's profile attributes the step's time to layer kinds (tiny size here)."""
+    from chexvision.bench.densenet import profile_numpy_step
+
+    rows = profile_numpy_step(2, 32)
+    kinds = {r["profile"] for r in rows}
+    assert {"conv 1x1 forward", "conv 3x3 backward", "batchnorm forward", "pool backward"} <= kinds
+    total = rows[-1]["seconds"]
+    assert rows[-1]["profile"] == "total train step b2 32^2" and abs(sum(r["seconds"] for r in rows[:-1]) - total) < 1e-6
+
+
+@pytest.mark.slow  # builds and times densenet121 at 224² on both tracks: minutes
+def test_bench_densenet_section_prints_ratios(capsys):
+    assert main(["bench", "--only", "densenet", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "densenet" in out and "inference b1 224^2" in out and "ratio" in out and "peak memory" in out
