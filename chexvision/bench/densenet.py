@@ -143,7 +143,7 @@ def _memory_rows(quick: bool, torch_ok: bool) -> list[dict]:
         m = json.loads(res.stdout.strip().splitlines()[-1])
         rows.append({"case": f"peak memory {track} train step b{batch}", f"{track}_MB": m["peak_mb"] - m["before_mb"],
                      "process_peak_MB": m["peak_mb"]})
-    if len(rows) == 2 and "numpy_MB" in rows[0] and "torch_MB" in rows[1]:
+    if len(rows) == 2 and "numpy_MB" in rows[0] and rows[1].get("torch_MB", 0) > 0:
         rows.append({"case": "peak memory numpy / torch", "ratio": rows[0]["numpy_MB"] / rows[1]["torch_MB"]})
     return rows
 
