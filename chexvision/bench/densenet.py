@@ -6,9 +6,9 @@ Rows:
   the targets (NumPy ≤ 2× torch and < 1 s per image);
 * one training step, batch 16 at 224² (forward, BCE loss, backward, Adam): seconds, the ratio, the
   target (NumPy ≤ 3× torch);
-* peak memory of that training step: the peak resident set (``ru_maxrss``) of a fresh subprocess
+* peak memory of that training step: the peak resident set (``VmHWM``) of a fresh subprocess
   that builds the model and runs two steps, minus the same process's peak before the first step,
-  per track (same interpreter, same thread settings);
+  per track (same interpreter, same thread settings); measured first, before this process grows;
 * batch assembly at 224² (gather 16 uint8 images from a memory-mapped cache, augment, the fixed
   x / 255 standardisation, (N, 1, H, W) float32), to set against the training step;
 * a profile of the NumPy training step: seconds per kind of layer (1×1 convolutions, 3×3, the stem,
@@ -123,11 +123,19 @@ def _training_rows(quick: bool, torch_ok: bool) -> list[dict]:
 _MEMORY_SCRIPT = """
 import json, resource, sys
 from chexvision.bench.densenet import _numpy_step, _torch_step
+
+def peak_mb():
+    # VmHWM: this process's own peak (ru_maxrss survives exec, so it would start at the parent's peak)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 model, step = (_numpy_step if sys.argv[1] == "numpy" else _torch_step)(int(sys.argv[2]))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_mb()
 step(); step()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"before_mb": before / 1024, "peak_mb": after / 1024}))
+print(json.dumps({"before_mb": before, "peak_mb": peak_mb()}))
 """
 
 
@@ -216,7 +224,8 @@ def profile_numpy_step(batch: int, size: int = SIZE) -> list[dict]:
 
 def run(quick: bool = False) -> list[dict]:
     torch_ok = _have_torch()
-    rows = _inference_rows(quick, torch_ok) + _training_rows(quick, torch_ok) + _memory_rows(quick, torch_ok)
+    memory = _memory_rows(quick, torch_ok)  # first: subprocesses, while this process is still small
+    rows = _inference_rows(quick, torch_ok) + _training_rows(quick, torch_ok) + memory
     rows += _assembly_rows(quick)
     for r in profile_numpy_step(4 if quick else TRAIN_BATCH):
         rows.append({"case": "numpy profile: " + r["profile"], "numpy_s": r["seconds"], "share": r["share"]})
