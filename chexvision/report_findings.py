@@ -25,7 +25,7 @@ from numpy_nn.serialization import atomic_write
 from . import plots
 from .errors import UserError
 from .metrics import UndefinedMetricWarning, roc_curve
-from .metrics_multilabel import check_multilabel, choose_thresholds, multilabel_metrics
+from .metrics_multilabel import check_multilabel, choose_thresholds, cluster_bootstrap_available, multilabel_metrics
 from .report import ALPHA, ARTIFACTS, _jsonable, _npy_writer, _training_summary
 
 SCHEMA = "chexvision.metrics.findings/1"
@@ -93,7 +93,8 @@ def _report_markdown(result: dict, names: list[str]) -> str:
     lines = [f"# CheXVision findings report ({len(names)} findings)", "",
              f"Task `findings`; thresholds chosen per finding on validation ({result['threshold']['method']}), "
              f"applied unchanged to {which}. Masked entries (uncertain under U-Ignore, unknown) are left out of "
-             "each finding's numbers. AUC CI: 95% percentile bootstrap.", ""]
+             f"each finding's numbers. AUC CI: 95% percentile bootstrap, {result['bootstrap']['method'].split(', ')[1]}.",
+             ""]
     macro = head["macro_auc"]
     lines.append(f"**Macro mean {which} ROC-AUC: {_fmt(macro)}** over {len(head['auc_defined'])} findings with a "
                  "defined AUC" + (f"; undefined (one class in the split): {', '.join(head['auc_undefined'])}"
@@ -152,7 +153,7 @@ def split_prevalence(labels, names) -> dict:
 def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_scores=None, test_labels=None,
                               history=None, config=None, threshold_method: str = "youden",
                               threshold_value=None, n_boot: int = 1000, seed: int = 0,
-                              train_labels=None) -> dict:
+                              train_labels=None, val_groups=None, test_groups=None) -> dict:
     """Per-finding thresholds on validation, metrics of validation and test, artifacts written.
 
     Args:
@@ -160,6 +161,8 @@ def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_sc
         val_scores, val_labels: (n_val, K) probabilities and labels 1 / 0 / −1 (masked).
         test_scores, test_labels: the same for test, or both None.
         train_labels: the training split's (n_train, K) labels, for the prevalence table (optional).
+        val_groups, test_groups: patient ids of the rows: the AUC intervals then resample patients
+            (when ``chexvision.bootstrap`` offers the cluster bootstrap), else images.
 
     Returns:
         the metrics.json content (nan kept as float): ``schema``, ``task``, ``threshold``
@@ -182,8 +185,9 @@ def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_sc
             thr, fallback = choose_thresholds(vy, vs, threshold_method, threshold_value, names)
         except ValueError as e:
             raise UserError(f"cannot choose the thresholds: {e}") from e
-        val = multilabel_metrics(vy, vs, thr, names, n_boot=n_boot, seed=seed)
-        test = multilabel_metrics(ty, ts, thr, names, n_boot=n_boot, seed=seed + 1000) if ty is not None else None
+        val = multilabel_metrics(vy, vs, thr, names, n_boot=n_boot, seed=seed, groups=val_groups)
+        test = (multilabel_metrics(ty, ts, thr, names, n_boot=n_boot, seed=seed + 1000, groups=test_groups)
+                if ty is not None else None)
     notes = sorted({str(w.message) for w in caught if "bootstrap" not in str(w.message)})
     result = {
         "schema": SCHEMA, "task": {"name": "findings", "outputs": names},
@@ -193,7 +197,9 @@ def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_sc
         "val": val, "test": test, "undefined": notes,
         "prevalence": {sp: split_prevalence(lab, names) for sp, lab in
                        (("train", train_labels), ("val", vy), ("test", ty)) if lab is not None},
-        "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed, "method": "percentile, images resampled"},
+        "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed, "method": "percentile, " + (
+            "patients resampled (cluster bootstrap)" if val_groups is not None and cluster_bootstrap_available()
+            else "images resampled")},
         "published": {"chexnet_test_auc": CHEXNET_AUC, "wang2017_test_auc": WANG2017_AUC, "note": PUBLISHED_NOTE},
         "training": _training_summary(history) if history else None,
         "config": _jsonable(config),
