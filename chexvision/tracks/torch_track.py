@@ -23,6 +23,7 @@ from torch_ref.training import train_step, weight_decay_groups
 
 from ..checkpoint import check_state_fits, flatten_state, unflatten_state
 from ..errors import UserError
+from ..tasks import loss_targets
 from . import STREAM_DROPOUT, STREAM_TORCH, describe, epoch_seed_sequence, reseed_generator
 
 NAME = "torch"
@@ -165,7 +166,10 @@ class Engine:
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         xt = self._to_tensor(x)
-        target = self._to_tensor(y).reshape(-1, 1)  # (N,) -> (N, 1), the logits' shape
+        # (N,) -> (N, 1); -1 (masked) entries get target 0 and loss weight 0 (None: nothing masked)
+        target, weight = loss_targets(y.reshape(len(y), -1), self.dtype)
+        target = self._to_tensor(target)
+        self.criterion.weight = None if weight is None else self._to_tensor(weight)
         if self.amp:
             return self._amp_step(xt, target)
         data_loss, reg_loss = train_step(self.model, self.criterion, self.optimizer, xt, target,
@@ -179,7 +183,7 @@ class Engine:
         self.optimizer.zero_grad()
         with torch.autocast(device_type="cuda", dtype=torch.float16):
             logits = self.model(xt)
-        data_loss = self.criterion(logits.float().reshape(-1), target.reshape(-1))
+        data_loss = self.criterion(logits.float(), target.reshape(logits.shape))  # (N, K), as train_step
         reg_loss = penalty(self.reg_params, self.l1, self.l2)
         self.scaler.scale(data_loss + reg_loss).backward()
         self.scaler.step(self.optimizer)
@@ -196,13 +200,15 @@ class Engine:
 
     # -- scoring ----------------------------------------------------------------------------------
     def logits(self, batches) -> np.ndarray:
-        """Eval mode (dropout off), forward every ``(x, y)`` batch: (N,) float64 logits."""
+        """Eval mode (dropout off), forward every ``(x, y)`` batch: (N,) float64 logits, (N, K) for K outputs."""
         self.model.eval()
+        k = int(self.spec["out_features"])
         out = []
         with torch.no_grad():
             for x, _ in batches:
-                out.append(self.model(self._to_tensor(x)).reshape(-1).cpu().numpy())  # (B, 1) -> (B,)
-        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+                out.append(self.model(self._to_tensor(x)).reshape(len(x), k).cpu().numpy())  # (B, K)
+        y = np.concatenate(out).astype(np.float64) if out else np.zeros((0, k))
+        return y.reshape(-1) if k == 1 else y  # one output: (N,) as the binary metrics take it
 
     def _to_tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=self.dtype)).to(self.device)
