@@ -234,7 +234,7 @@ def claim_file(path: Path, force: bool = False, flag: str = "--out", mark: str =
                 head = f.read(4096)
         except OSError:
             head = b""
-        if mark.encode() not in head:
+        if mark.encode() not in head and head.strip() != b"[]":  # "[]": our JSON when no image could be scored
             raise UserError(f"{flag} {path}: the file exists and was not written by chexvision; choose another name, "
                             "or pass --force to replace it")
 
