@@ -144,6 +144,9 @@ class Conv2d(Module):
         # pad explicitly before the convolution, or let im2col pad symmetric zeros on the fly
         self._explicit_pad = padding_mode != "zeros" or t != b or l != r
         self._im2col_padding = (0, 0) if self._explicit_pad else (t, l)
+        # 1×1, stride 1, no padding, one group: a plain matrix product per image on NCHW itself
+        self._pointwise = self.kernel_size == (1, 1) and self.stride == (1, 1) and self._pads == (0, 0, 0, 0) \
+            and groups == 1
         dtype = np.float32 if dtype is None else dtype
         self.weight = Parameter(np.empty((out_channels, in_channels // groups, *self.kernel_size), dtype=dtype))
         self.bias = Parameter(np.empty((out_channels,), dtype=dtype)) if bias else None
@@ -186,7 +189,38 @@ class Conv2d(Module):
         y = self._conv_forward(x)
         return y[0] if self._unbatched else y
 
+    def _pointwise_forward(self, x):
+        # y[n] = W₂ (O, C) @ x[n] (C, H·W): NCHW already holds every image as a (C, H·W) matrix, so
+        # one batched product writes (N, O, H·W) = NCHW output directly: no im2col, no transposes.
+        n, c, h, w = x.shape
+        o = self.out_channels
+        self._x3 = x.reshape(n, c, h * w)  # a view (a copy only for a non-contiguous x); kept for backward
+        y = np.empty((n, o, h, w), dtype=x.dtype)
+        np.matmul(self.weight.data.reshape(o, c), self._x3, out=y.reshape(n, o, h * w))
+        if self.bias is not None:
+            y += self.bias.data[:, None, None]
+        return y
+
+    def _pointwise_backward(self, grad_output):
+        # Y[n] = W₂ X[n] + b     W₂ (O, C)  X[n] (C, L)  Y[n] (O, L), L = H·W
+        # db = Σ_{n,l} dY[n]                      -> (O,)
+        # dW₂ = Σ_n dY[n] X[n]ᵀ                    (N, O, L)(N, L, C) -> (N, O, C), summed over N
+        # dX[n] = W₂ᵀ dY[n]                        (C, O)(N, O, L) -> (N, C, L) = NCHW
+        n, o = grad_output.shape[:2]
+        x3 = self._x3
+        dy3 = grad_output.reshape(n, o, x3.shape[2])
+        if self.bias is not None:
+            self.bias.accumulate_grad(dy3.sum(axis=(0, 2)))
+        dw = np.matmul(dy3, x3.transpose(0, 2, 1)).sum(axis=0) if n else np.zeros((o, x3.shape[1]), x3.dtype)
+        self.weight.accumulate_grad(dw.reshape(self.weight.shape))
+        if not self.needs_input_grad:
+            return None
+        dx = np.matmul(self.weight.data.reshape(o, -1).T, dy3)  # (C, O) @ (N, O, L) -> (N, C, L)
+        return dx.reshape(n, x3.shape[1], *grad_output.shape[2:])
+
     def _conv_forward(self, x):
+        if self._pointwise:
+            return self._pointwise_forward(x)
         n, c, h, w = x.shape
         (kh, kw), o, pad = self.kernel_size, self.out_channels, self._im2col_padding
         ho = conv_output_size(h, kh, self.stride[0], pad[0], self.dilation[0])
@@ -230,6 +264,8 @@ class Conv2d(Module):
         # With G groups each group g is the same with W_g (O/G, K/G), cols_g, dY_g: dW_g = dY_g cols_gᵀ,
         # dcols_g = W_gᵀ dY_g, as batched products over the leading G axis. An empty batch (N = 0)
         # gives sums over nothing: dW = 0, db = 0, dX empty.
+        if self._pointwise:
+            return self._pointwise_backward(grad_output)
         n, o, g = grad_output.shape[0], self.out_channels, self.groups
         # (N, O, Ho, Wo) -> (O, N, Ho, Wo) = (O, N·L): the layout of Y₂, one transposing copy
         self._y2 = self._buffer(self._y2, (o, self._cols.shape[1]), grad_output.dtype)
