@@ -60,13 +60,17 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike):
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a FIFO (which would block), a device
+        raise UserError(f"{path}: not a regular file")
+    if path.is_file() and path.stat().st_size > 256 << 20:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes, larger than any file of ours")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise UserError(f"{path}: missing (not a chexvision checkpoint?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{path}: not valid JSON ({str(e)[:80]})") from None
 
 
 def write_npz(path: str | os.PathLike, arrays: dict) -> None:
@@ -86,7 +90,7 @@ def read_npz(path: str | os.PathLike, check=None) -> dict[str, np.ndarray]:
     """
     path = Path(path)
     if path.is_symlink() or not path.is_file():
-        what = "a symbolic link" if path.is_symlink() else "missing"
+        what = "a symbolic link" if path.is_symlink() else "not a regular file" if path.exists() else "missing"
         raise UserError(f"{path}: {what} (not a chexvision checkpoint?)")
     try:
         arrays = dict(_load_npz(path, check=check))
@@ -341,7 +345,7 @@ def load_checkpoint(path: str | os.PathLike, prefer: str = BEST) -> Checkpoint:
 
 def check_config(config, source: str) -> dict:
     """A checkpoint's config.json: our format, and every section valid (one line naming the file)."""
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    if not isinstance(config, dict) or not validate.is_int(config.get("format")) or config["format"] != FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise UserError(f"{source}: checkpoint format {found!r}, this version reads {FORMAT}")
     for key in ("train", "data", "model"):
@@ -355,6 +359,12 @@ def check_config(config, source: str) -> dict:
         raise UserError(f"{source}: {e}") from None
     if not isinstance(config["data"], dict):
         raise UserError(f"{source}: the 'data' section must be an object, got {type(config['data']).__name__}")
+    from .data import dataset
+
+    try:  # the data layer's own checks of its settings, reported against this file
+        dataset._normalise(config["data"])
+    except (UserError, TypeError, ValueError) as e:
+        raise UserError(f"{source}: data: {e}") from None
     validate.check_spec(config["model"], source)
     validate.check_model_size(config["model"], train.batch_size, source)
     validate.check_data_limits(config["data"], source)

@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except UserError as e:
+    except UserError as e:  # exit_code: 2 for bad input, 1 for an environment failure (a subclass)
         print(f"chexvision {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return int(getattr(e, "exit_code", 2))
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
         print(f"chexvision {args.command}: error: {e}", file=sys.stderr)
         return 2

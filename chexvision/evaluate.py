@@ -133,7 +133,8 @@ def run(args) -> int:
 
     out = Path(args.out) if args.out else checkpoint.run_dir
     history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
-    history = ckpt.read_json(history_path) if history_path.is_file() else None
+    history = (validate.check_history(ckpt.read_json(history_path), str(history_path))
+               if history_path.is_file() else None)
     config = dict(checkpoint.config, evaluated={"checkpoint": str(checkpoint.dir), "track": track,
                                                 "epoch": checkpoint.meta.get("epoch")})
     result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,

@@ -57,7 +57,9 @@ def evaluation_files(folder: Path) -> set[str]:
     files = metrics.get("files")
     if not isinstance(files, list):
         return set()
-    return {f for f in files if isinstance(f, str) and _PLAIN_NAME.match(f)}
+    from .report import ARTIFACTS  # a hand-edited list cannot make a user's file "ours"
+
+    return {f for f in files if isinstance(f, str) and _PLAIN_NAME.match(f) and f in ARTIFACTS}
 
 
 def is_run_dir(folder: Path) -> bool:
@@ -137,11 +139,17 @@ def check_train_out(out: Path, overwrite: bool) -> str:
         raise UserError(f"--out {out}: the folder holds files that are not a chexvision run ({_shown(os.listdir(out))}); "
                         "nothing was changed: choose a new or empty folder")
     found = [n for n in (ckpt.BEST, ckpt.LAST, ckpt.HISTORY_FILE) if (out / n).exists()]
+    if not found and not foreign_entries(out) and not evaluation_files(out):
+        return "fresh"  # a run that stopped before its first checkpoint: only our marker (and temporaries)
     if not overwrite:
-        raise UserError(f"--out {out} already holds a run ({', '.join(found) or MARKER}); continue it with --resume "
+        raise UserError(f"--out {out} already holds a run ({', '.join(found) or 'its evaluation'}); continue it with --resume "
                         f"{out}, or pass --overwrite, or choose another --out")
     if out.is_symlink():
         raise UserError(f"--out {out}: is a symbolic link; --overwrite replaces only a plain run folder")
+    cwd = Path.cwd().resolve()
+    if cwd == out.resolve() or out.resolve() in cwd.parents:
+        raise UserError(f"--out {out}: is the current folder (or holds it); --overwrite renames the old run aside, "
+                        "so run it from another folder")
     foreign = foreign_entries(out)
     if foreign:
         raise UserError(f"--overwrite replaces only a run's own files, and {out} also holds {_shown(foreign)}; "

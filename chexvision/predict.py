@@ -45,7 +45,8 @@ def add_arguments(p) -> None:
     p.add_argument("--track", choices=TRACKS, default="numpy",
                    help="engine to score with (default: numpy, which never imports torch)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch track only (default: cpu)")
-    p.add_argument("--threshold", type=float, default=None, help="override the saved decision threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="override the saved decision threshold (a number from 0 to 1)")
 
 
 def saved_threshold(checkpoint: ckpt.Checkpoint) -> tuple[float, str]:

@@ -17,6 +17,10 @@ step), ``train_data_loss`` (BCE with smoothing / pos_weight, mean over examples)
 ``train_reg_loss`` (the L1/L2 penalty), ``train_loss`` (their sum), ``val_loss`` (plain BCE, no
 smoothing), ``val_accuracy`` (at 0.5), ``val_auc``, ``threshold`` (chosen on validation),
 ``seconds``.
+
+Divergence: a non-finite loss stops the run (one line; the last good checkpoint stays). A loss that
+stays finite but runs away is warned about once, on stderr: the rule is an epoch's mean training
+loss above ``LOSS_GROWTH`` (100) times the loss of the run's first mini-batch.
 """
 
 from __future__ import annotations

@@ -182,6 +182,25 @@ def check_meta(meta, source: str) -> dict:
     return meta
 
 
+HISTORY_NUMBERS = ("train_loss", "val_loss", "val_auc", "lr")
+
+
+def check_history(history, source: str, length: int | None = None) -> list:
+    """history.json (or the resume state's copy): a list of epoch records with numeric entries."""
+    n = "" if length is None else f"{length} "
+    if not isinstance(history, list) or (length is not None and len(history) != length):
+        raise UserError(f"{source}: the history must be a list of {n}epoch records")
+    for i, h in enumerate(history):
+        if not isinstance(h, dict):
+            raise UserError(f"{source}: history entry {i + 1} must be an object, got {h!r:.40}")
+        if "epoch" in h:
+            check_int(h["epoch"], f"{source}: history entry {i + 1} 'epoch'", 1, MAX_EPOCHS)
+        for key in HISTORY_NUMBERS:
+            if key in h and h[key] is not None and not is_number(h[key]):
+                raise UserError(f"{source}: history entry {i + 1} {key!r} must be a number, got {h[key]!r:.40}")
+    return history
+
+
 def check_resume_state(state, source: str, epochs: int) -> dict:
     """state.json of a last/ checkpoint: the fields ``train --resume`` relies on, typed and in range."""
     if not isinstance(state, dict):
@@ -190,9 +209,7 @@ def check_resume_state(state, source: str, epochs: int) -> dict:
         if key not in state:
             raise UserError(f"{source}: no {key!r} entry")
     done = check_int(state["epochs_done"], f"{source}: 'epochs_done'", 1, min(epochs, MAX_EPOCHS))
-    history = state["history"]
-    if not isinstance(history, list) or len(history) != done or not all(isinstance(h, dict) for h in history):
-        raise UserError(f"{source}: 'history' must be a list of {done} epoch records")
+    check_history(state["history"], f"{source}: 'history'", done)
     check_int(state["best_epoch"], f"{source}: 'best_epoch'", 0, done)
     check_int(state["bad_epochs"], f"{source}: 'bad_epochs'", 0, done)
     if not isinstance(state["stopped_early"], bool):

@@ -102,6 +102,16 @@ def test_corrupt_weights_or_statistics_are_refused_by_predict_evaluate_and_resum
     assert not (bad / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("kind", ["nan", "complex"])
+def test_corrupt_weights_are_refused_by_the_torch_track_too(run, image, tmp_path, capsys, kind):
+    pytest.importorskip("torch")
+    bad = edited(run, tmp_path / "bad", ckpt.MODEL_FILE, CORRUPTIONS[kind])
+    for args in (["predict", "--checkpoint", str(bad), "--image", str(image), "--track", "torch"],
+                 ["evaluate", "--checkpoint", str(bad), "--n-boot", "10", "--no-progress", "--track", "torch"]):
+        assert main(args) == 2
+        one_line_error(capsys, ckpt.MODEL_FILE)
+
+
 THRESHOLDS = {"nan": float("nan"), "five": 5, "inf": float("inf"), "minus-one": -1, "string": "0.5", "null-obj": []}
 
 

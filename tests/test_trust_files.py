@@ -148,6 +148,15 @@ def test_overwrite_deletes_the_old_run_only_after_the_first_checkpoint(run, tmp_
     assert len(json.loads((old / ckpt.HISTORY_FILE).read_text())) == 1
 
 
+def test_overwrite_refuses_the_current_folder(run, tmp_path, capsys, monkeypatch):
+    old = copy_run(run, tmp_path / "old")
+    before = snapshot(old)
+    monkeypatch.chdir(old)
+    assert train(Path("."), "--overwrite") == 2
+    one_line_error(capsys, "current folder")
+    assert snapshot(old) == before
+
+
 def test_a_kill_during_overwrite_is_undone_by_the_next_run(run, tmp_path, capsys):
     """The old run set aside, the new folder holding only its marker (killed before a checkpoint)."""
     aside = copy_run(run, tmp_path / f".old.replaced-{12345}")
@@ -243,3 +252,12 @@ def test_stale_history_tmp_is_removed_on_the_next_run(run, tmp_path, capsys):
     mine.write_text("mine")
     assert main(["train", "--resume", str(r), "--no-progress"]) == 0
     assert not any(p.exists() for p in stale) and mine.exists()
+
+
+def test_a_run_that_stopped_before_its_first_checkpoint_can_be_started_again(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    outputs.write_marker(d)  # what a run killed before its first checkpoint leaves
+    (d / ".history.json.abcd1234.tmp").write_text("half")
+    assert train(d) == 0
+    assert (d / "last").is_dir() and not (d / ".history.json.abcd1234.tmp").exists()

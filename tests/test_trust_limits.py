@@ -197,6 +197,8 @@ CONFIG_EDITS = {
     "train-null": _set(["train"], None),
     "data-list": _set(["data"], []),
     "synthetic-1e9": _set(["data", "synthetic_size"], 10**9),
+    "data-image-size-string": _set(["data", "image_size"], "16"),
+    "data-val-fraction-2": _set(["data", "val_fraction"], 2.0),
 }
 
 
@@ -242,6 +244,29 @@ def test_hand_edited_resume_state_is_one_line(run, tmp_path, capsys, edit):
     assert main(["train", "--resume", str(r), "--no-progress"]) == 2
     one_line_error(capsys, "state.json")
     assert (r / ckpt.LAST / ckpt.MODEL_FILE).read_bytes() == before
+
+
+@pytest.mark.parametrize("history", [{"a": 1}, [1, 2], [{"epoch": "x"}], [{"epoch": 1, "val_auc": "high"}]],
+                         ids=["object", "numbers", "epoch-string", "auc-string"])
+def test_hand_edited_history_json_is_one_line(run, tmp_path, capsys, history):
+    r = tmp_path / "r"
+    shutil.copytree(run, r)
+    (r / ckpt.HISTORY_FILE).write_text(json.dumps(history))
+    assert main(["evaluate", "--checkpoint", str(r), "--n-boot", "10", "--no-progress"]) == 2
+    one_line_error(capsys, "history.json")
+
+
+@pytest.mark.parametrize("file", [ckpt.CONFIG_FILE, ckpt.META_FILE, ckpt.MODEL_FILE])
+def test_a_fifo_in_a_checkpoint_is_not_a_regular_file(run, image, tmp_path, capsys, file):
+    import os
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run / "best", bad)
+    (bad / file).unlink()
+    os.mkfifo(bad / file)  # opening it for reading would block forever
+    assert main(["predict", "--checkpoint", str(bad), "--image", str(image)]) == 2
+    err = one_line_error(capsys, file)
+    assert "not a regular file" in err or "not a chexvision checkpoint" in err
 
 
 def test_wrong_shaped_optimizer_arrays_are_one_line(run, tmp_path, capsys):
