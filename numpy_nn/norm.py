@@ -14,34 +14,34 @@ import numpy as np
 from .layers import _check_dtype
 from .module import Module, Parameter
 
-# Elements per chunk of rows: 64K float32 = 256 KiB, so the few arrays a chunk touches stay in L2.
+# Elements per chunk: 64K float32 = 256 KiB, so the few arrays a chunk touches stay in L2.
 CHUNK = 65536
 
 
-def _rows(a: np.ndarray) -> np.ndarray:
-    """(N, C, ...) -> (N·C, L): one row per (sample, channel), a view of a C-contiguous array."""
+def _as3d(a: np.ndarray) -> np.ndarray:
+    """(N, C, ...) -> (N, C, L), L = values per sample and channel: a view whenever the trailing axes
+    are contiguous (also for a channel slice of a wider buffer, as DenseNet's concatenation)."""
     n, c = a.shape[:2]
-    return np.ascontiguousarray(a).reshape(n * c, a.size // (n * c))
+    return a.reshape(n, c, a.size // (n * c) if n * c else 0)
 
 
-def _per_row(v: np.ndarray, n: int) -> np.ndarray:
-    """A per-channel (C,) vector as the (N·C, 1) column matching ``_rows``' rows."""
-    return np.tile(v, n)[:, None]
+def _chunks(n: int, c: int, length: int):
+    """(sample slice, channel slice) blocks of ~CHUNK elements covering (N, C, L): several whole
+    samples when one is small (BatchNorm1d), else one sample and a range of channels."""
+    if c * length <= CHUNK:
+        step = max(1, CHUNK // max(c * length, 1))
+        for n0 in range(0, n, step):
+            yield slice(n0, min(n, n0 + step)), slice(None)
+    else:
+        step = max(1, CHUNK // max(length, 1))
+        for i in range(n):
+            for c0 in range(0, c, step):
+                yield slice(i, i + 1), slice(c0, min(c, c0 + step))
 
 
-def _channel_sum(row_sums: np.ndarray, n: int, c: int, m: int) -> np.ndarray:
-    """(N·C,) per-row sums -> (C,) per-channel sums / m, added over N in float64."""
-    return row_sums.reshape(n, c).sum(axis=0, dtype=np.float64) / m
-
-
-def _chunks(a2: np.ndarray, scratch: bool = True):
-    """Yield (row slice, scratch (rows, L) array or None) over ``a2``'s rows, ~CHUNK elements each."""
-    rows, length = a2.shape
-    step = max(1, CHUNK // max(length, 1))
-    tmp = np.empty((min(step, rows), length), dtype=a2.dtype) if scratch else None
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        yield slice(r0, r1), (None if tmp is None else tmp[: r1 - r0])
+def _col(v: np.ndarray, cs: slice) -> np.ndarray:
+    """Channels ``cs`` of a per-channel (C,) vector as a (C', 1) column, broadcasting over L."""
+    return v[cs, None]
 
 
 class _BatchNorm(Module):
@@ -94,7 +94,6 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
-        self._xhat_buffer = None  # x̂ of the last forward, reused by the next one of the same shape
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
@@ -127,24 +126,21 @@ class _BatchNorm(Module):
             # then divides by).
             if self.training and self.track_running_stats:
                 self.num_batches_tracked[...] += 1
-            self._xhat, self._invstd = x.copy(), None
+            self._x3, self._invstd = None, None
             return x.copy()
-        x2 = _rows(x)  # (N·C, L): one row per (sample, channel), L = M / N values
+        x3 = _as3d(x)  # (N, C, L)
         if self._batch_stats:
             if m == 1:  # one value per channel: its variance is 0, nothing to normalise with (torch's error)
                 raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
-            # Statistics: the mean accumulates in float64 whatever x's dtype, as torch's CPU kernels
-            # do (data far from 0 would otherwise lose digits: L·ε of the mean's magnitude); the
-            # variance, a sum of centred squares (two passes: no cancellation), sums each row in x's
-            # dtype (NumPy's pairwise summation along a contiguous row: error ~ log₂(L)·ε), the rows
-            # of a channel in float64.
-            mean = _channel_sum(np.add.reduce(x2, axis=1, dtype=np.float64), n, c, m).astype(x.dtype)
-            mean_r = _per_row(mean, n)
-            sq = np.empty(n * c, dtype=x.dtype)
-            for r, tmp in _chunks(x2):  # Σ (x − μ)² row by row; the centred chunk lives in cache only
-                np.subtract(x2[r], mean_r[r], out=tmp)
-                np.add.reduce(np.square(tmp, out=tmp), axis=1, out=sq[r])
-            var = _channel_sum(sq, n, c, m).astype(x.dtype)  # biased (1/M)
+            # Statistics accumulate in float64 whatever x's dtype, as torch's CPU kernels do (float32
+            # sums of M values lose ~M·2⁻²⁴ relative; the mean of data far from 0 suffers). Two
+            # passes: the variance from centred values (no cancellation), formed chunk by chunk.
+            mean = (np.add.reduce(x3, axis=2, dtype=np.float64).sum(axis=0) / m).astype(x.dtype)
+            sq = np.empty((n, c))
+            for ns, cs in _chunks(*x3.shape):  # Σ (x − μ)² per row; the centred chunk lives in cache only
+                tmp = x3[ns, cs] - _col(mean, cs)
+                np.add.reduce(np.square(tmp, out=tmp), axis=2, dtype=np.float64, out=sq[ns, cs])
+            var = (sq.sum(axis=0) / m).astype(x.dtype)  # biased (1/M)
             if self.training and self.track_running_stats:
                 # in place ([...]): assigning the attribute would unregister the buffer
                 self.num_batches_tracked[...] += 1
@@ -156,23 +152,18 @@ class _BatchNorm(Module):
         else:
             mean, var = self.running_mean, self.running_var
         invstd = 1.0 / np.sqrt(var + x.dtype.type(self.eps))  # (C,)
-        # One pass, chunk by chunk in cache: x̂ = (x − μ) · invstd (kept for backward), y = γ x̂ + β.
-        # x̂'s buffer is reused from the previous batch (same shape): no fresh pages to fault in
-        xhat = self._xhat_buffer
-        if xhat is None or xhat.shape != x.shape or xhat.dtype != x.dtype:
-            xhat = self._xhat_buffer = np.empty(x.shape, x.dtype)
-        y = np.empty(x.shape, x.dtype)
-        xhat2, y2 = xhat.reshape(x2.shape), y.reshape(x2.shape)
-        mean_r, invstd_r = _per_row(mean, n), _per_row(invstd, n)
-        gamma_r, beta_r = (_per_row(self.weight.data, n), _per_row(self.bias.data, n)) if self.affine else (None, None)
-        for r, _ in _chunks(x2, scratch=False):
-            np.subtract(x2[r], mean_r[r], out=xhat2[r])
-            xhat2[r] *= invstd_r[r]
-            if self.affine:
-                np.multiply(xhat2[r], gamma_r[r], out=y2[r])
-                y2[r] += beta_r[r]
-        self._xhat, self._invstd = xhat, invstd
-        return y if self.affine else xhat.copy()
+        # y = γ (x − μ) invstd + β = x·a + b with a = γ·invstd, b = β − μ·a (torch's CPU kernel folds
+        # it the same way): two operations per element, in cache-sized chunks.
+        a = self.weight.data * invstd if self.affine else invstd
+        b = (self.bias.data if self.affine else 0) - mean * a
+        y = np.empty(x.shape, dtype=x.dtype)
+        y3 = y.reshape(x3.shape)
+        for ns, cs in _chunks(*x3.shape):
+            np.multiply(x3[ns, cs], _col(a, cs), out=y3[ns, cs])
+            y3[ns, cs] += _col(b, cs)
+        # backward needs x̂ = (x − μ)·invstd: recomputed there from x (a view, not a copy) and μ
+        self._x3, self._mean, self._invstd = x3, mean, invstd
+        return y
 
     def backward(self, grad_output):
         # Per channel, over the M values of a batch:
@@ -183,44 +174,48 @@ class _BatchNorm(Module):
         # x̂ depends on x directly and through μ and σ²; with invstd = 1/√(σ² + eps):
         #   ∂x̂_i/∂x_j = invstd (δ_ij − 1/M − x̂_i x̂_j / M)
         #   dx_j = Σ_i dx̂_i ∂x̂_i/∂x_j = (1/M) γ invstd (M dy_j − Σ dy − x̂_j Σ dy x̂)
-        # computed as γ invstd (dy − mean(dy) − x̂ mean(dy x̂)) (same formula, 1/M distributed).
+        # computed as γ invstd (dy − mean(dy) − x̂ mean(dy x̂)) (same formula, 1/M distributed),
+        # with x̂ = (x − μ)·invstd formed chunk by chunk in cache: one pass for both sums, one for dx.
         # Evaluation (running statistics are constants): dx = γ invstd dy.
-        # Both sums in one pass over (dy, x̂), dx in one more, chunk by chunk (rows of (N·C, L)).
-        dy, xhat = grad_output, self._xhat
+        dy = grad_output
         if self._invstd is None:  # the empty batch: sums over no values, dγ = dβ = 0, dx empty
             if self.affine:
                 self.weight.accumulate_grad(np.zeros_like(self.weight.data))
                 self.bias.accumulate_grad(np.zeros_like(self.bias.data))
             return np.empty_like(dy)
-        n, c = dy.shape[:2]
-        m = dy.size // c
-        dy2, xhat2 = _rows(dy), xhat.reshape(-1, xhat.size // (n * c))
-        gamma = self.weight.data if self.affine else np.ones_like(self._invstd)
-        scale = gamma * self._invstd  # γ · invstd, (C,)
+        x3, mean, invstd = self._x3, self._mean, self._invstd
+        n, c, length = x3.shape
+        dy3 = _as3d(dy)
+        m = n * length
+        gamma = self.weight.data if self.affine else np.ones_like(invstd)
+        scale = gamma * invstd  # γ · invstd, (C,)
         if self.affine or self._batch_stats:
-            rows_dy, rows_dy_xhat = np.empty(n * c, dtype=dy.dtype), np.empty(n * c, dtype=dy.dtype)
-            for r, tmp in _chunks(dy2):
-                np.add.reduce(dy2[r], axis=1, out=rows_dy[r])
-                np.add.reduce(np.multiply(dy2[r], xhat2[r], out=tmp), axis=1, out=rows_dy_xhat[r])
-            sum_dy = _channel_sum(rows_dy, n, c, 1)  # float64 accumulation over N, as forward
-            sum_dy_xhat = _channel_sum(rows_dy_xhat, n, c, 1)
+            rows_dy, rows_dy_xhat = np.empty((n, c)), np.empty((n, c))  # float64 accumulation, as forward
+            for ns, cs in _chunks(n, c, length):
+                np.add.reduce(dy3[ns, cs], axis=2, dtype=np.float64, out=rows_dy[ns, cs])
+                xhat = x3[ns, cs] - _col(mean, cs)
+                xhat *= _col(invstd, cs)
+                np.add.reduce(np.multiply(xhat, dy3[ns, cs], out=xhat), axis=2, dtype=np.float64,
+                              out=rows_dy_xhat[ns, cs])
+            sum_dy, sum_dy_xhat = rows_dy.sum(axis=0), rows_dy_xhat.sum(axis=0)
         if self.affine:
             self.weight.accumulate_grad(sum_dy_xhat.astype(dy.dtype))
             self.bias.accumulate_grad(sum_dy.astype(dy.dtype))
-        dx = np.empty_like(dy, order="C")
-        dx2 = dx.reshape(dy2.shape)
-        scale_r = _per_row(scale, n)
+        dx = np.empty(dy.shape, dtype=dy.dtype)
+        dx3 = dx.reshape(dy3.shape)
         if not self._batch_stats:
-            for r, _ in _chunks(dy2, scratch=False):
-                np.multiply(dy2[r], scale_r[r], out=dx2[r])
+            for ns, cs in _chunks(n, c, length):
+                np.multiply(dy3[ns, cs], _col(scale, cs), out=dx3[ns, cs])
             return dx
-        k_xhat = _per_row((sum_dy_xhat / m).astype(dy.dtype), n)  # mean(dy x̂)
-        k_dy = _per_row((sum_dy / m).astype(dy.dtype), n)  # mean(dy)
-        for r, _ in _chunks(dy2, scratch=False):
-            np.multiply(xhat2[r], k_xhat[r], out=dx2[r])  # x̂ · mean(dy x̂)
-            dx2[r] += k_dy[r]  # + mean(dy)
-            np.subtract(dy2[r], dx2[r], out=dx2[r])  # dy − mean(dy) − x̂ mean(dy x̂)
-            dx2[r] *= scale_r[r]
+        k_xhat = (sum_dy_xhat / m).astype(dy.dtype)  # mean(dy x̂)
+        k_dy = (sum_dy / m).astype(dy.dtype)  # mean(dy)
+        for ns, cs in _chunks(n, c, length):
+            d = dx3[ns, cs]
+            np.subtract(x3[ns, cs], _col(mean, cs), out=d)
+            d *= _col(invstd * k_xhat, cs)  # x̂ · mean(dy x̂)
+            d += _col(k_dy, cs)  # + mean(dy)
+            np.subtract(dy3[ns, cs], d, out=d)  # dy − mean(dy) − x̂ mean(dy x̂)
+            d *= _col(scale, cs)
         return dx
 
     def extra_repr(self):
