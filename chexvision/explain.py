@@ -69,18 +69,64 @@ def grad_cam_layer(engine, layer: str | None = None) -> str:
     return layer
 
 
-def compute_maps(engine, x: np.ndarray, method: str, layer: str | None = None, target: int = 0) -> np.ndarray:
+def output_names(config: dict) -> tuple[str, ...]:
+    """The model's output names from a checkpoint's config.json: its "task" "outputs" (--task
+    findings), else the binary task's single output."""
+    task = config.get("task") or {}
+    return tuple(str(o) for o in task.get("outputs") or (OUTPUT_NAME,))
+
+
+def parse_target(value: str | None, outputs) -> int | None:
+    """``--target NAME|INDEX`` -> the output's index (a name matches case-insensitively).
+
+    ``None`` (no ``--target``) -> 0 for a single-output model; for several outputs ``None``, i.e.
+    each image's most probable output (``choose_targets``)."""
+    outputs = tuple(outputs)
+    if value is None:
+        return 0 if len(outputs) == 1 else None
+    listed = ", ".join(f"{i} {name}" for i, name in enumerate(outputs))
+    by_name = {name.lower(): i for i, name in enumerate(outputs)}
+    text = str(value).strip()
+    if text.lower() in by_name:
+        return by_name[text.lower()]
+    if text.lstrip("+-").isdigit():
+        index = int(text)
+        if 0 <= index < len(outputs):
+            return index
+        raise UserError(f"--target {value}: output index out of range; the model's outputs are {listed}")
+    raise UserError(f"--target {value}: no such output; the model's outputs are {listed}")
+
+
+def choose_targets(target: int | None, probs: np.ndarray) -> np.ndarray:
+    """The output explained for each image: ``target`` for all, or (``None``) each image's most
+    probable output. ``probs``: (N,) or (N, K). Returns (N,) int64."""
+    probs = np.asarray(probs).reshape(len(probs), -1)  # (N,) -> (N, 1)
+    if target is None:
+        return np.argmax(probs, axis=1).astype(np.int64)
+    return np.full(len(probs), int(target), dtype=np.int64)
+
+
+def compute_maps(engine, x: np.ndarray, method: str, layer: str | None = None, target=0) -> np.ndarray:
     """Maps of ``method`` for the standardised batch ``x``, at the model's input size.
 
     Args:
         engine: a ``chexvision.tracks`` engine holding the model.
         x: (N, H·W) for the MLP or (N, 1, H, W), exactly as the model is fed.
         method: one of ``METHODS``; ``layer``: Grad-CAM's dotted layer name (checked already).
-        target: the output explained (column of the logits).
+        target: the output explained (column of the logits): one int for every image, or an (N,)
+            array of one per image (the images sharing a target are explained together).
 
     Returns: (N, H, W) float64, raw values (saliency ≥ 0, gradient × input signed, Grad-CAM ≥ 0);
     for an input of several channels, the sum over channels.
     """
+    if np.ndim(target):
+        targets = np.asarray(target, dtype=np.int64).reshape(len(x))
+        side = int(round(np.sqrt(x[0].size))) if len(x) else 0
+        maps = np.zeros((len(x),) + (tuple(x.shape[2:]) if x.ndim == 4 else (side, side)))
+        for k in np.unique(targets):
+            rows = np.flatnonzero(targets == k)
+            maps[rows] = compute_maps(engine, x[rows], method, layer, int(k))
+        return maps
     lib = _library(engine)
     model = engine.model
     if method == "gradcam":
@@ -110,7 +156,7 @@ def compute_maps(engine, x: np.ndarray, method: str, layer: str | None = None, t
 
 
 def describe_method(method: str, layer: str | None, track: str) -> dict:
-    """The JSON record of how a map was made."""
+    """The JSON record of how a map was made (the output explained is added per image)."""
     rec = {"method": method, "description": METHOD_TEXT[method], "output": {"index": 0, "name": OUTPUT_NAME,
            "explained": "the logit of P(abnormal)"}, "track": track}
     if method == "gradcam":
@@ -209,23 +255,44 @@ def explanation_files(out_dir: Path, paths: list[Path], force: bool = False) -> 
     return files
 
 
+def explained_output(row: dict, outputs, index: int, chosen: str) -> dict:
+    """The JSON ``output`` entry of one image: which output its map explains and what it scored.
+
+    ``row``: a predict row, binary (``p_abnormal``, ``prediction``, ``threshold``) or findings
+    (``probabilities``, ``flags``, ``thresholds`` keyed by output name); ``chosen``: why this output
+    ("the only output", "most probable output", "--target")."""
+    name = tuple(outputs)[index]
+    if "probabilities" in row:
+        p, threshold = row["probabilities"][name], row["thresholds"][name]
+        verdict = "flagged" if row["flags"][name] else "not flagged"
+    else:
+        p, threshold, verdict = row["p_abnormal"], row["threshold"], row["prediction"]
+    return {"index": int(index), "name": name, "explained": f"the logit of P({name})", "chosen": chosen,
+            "probability": float(p), "threshold": float(threshold), "verdict": verdict}
+
+
 def write_explanations(out_dir, rows: list[dict], images: np.ndarray, maps: np.ndarray, record: dict,
-                       files: dict) -> None:
-    """Per scored image: overlay PNG (title: probability and label), raw map ``.npy`` (H, W)
-    float64, and the JSON ``record`` plus the image's own path, probability and label."""
+                       files: dict, explained: list[dict] | None = None) -> None:
+    """Per scored image: overlay PNG (title: the explained output's probability and verdict), raw
+    map ``.npy`` (H, W) float64, and the JSON ``record`` plus the image's own path, the output
+    explained (``explained``, one ``explained_output`` per row; default: binary output 0) and, for
+    the binary task, its probability and label."""
     from numpy_nn.serialization import atomic_write
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for row, image, heat in zip(rows, images, maps):
+    if explained is None:
+        explained = [explained_output(row, (OUTPUT_NAME,), 0, "the only output") for row in rows]
+    for row, image, heat, output in zip(rows, images, maps, explained):
         png, npy, rec = files[Path(row["path"])]
-        title = (f"{Path(row['path']).name}: P(abnormal) = {row['p_abnormal']:.3f} -> {row['prediction']}\n"
+        title = (f"{Path(row['path']).name}: P({output['name']}) = {output['probability']:.3f} -> {output['verdict']}\n"
                  f"{METHOD_TEXT[record['method']]}" + (f" at {record['layer']}" if record.get("layer") else ""))
         blob = plot_overlay(image, heat, title, record["method"])
         atomic_write(png, lambda f, b=blob: f.write(b))
         atomic_write(npy, lambda f, m=heat: np.save(f, m, allow_pickle=False))
-        meta = dict(record, image=row["path"], p_abnormal=row["p_abnormal"], prediction=row["prediction"],
-                    threshold=row["threshold"], overlay=png.name, map_file=npy.name)
+        meta = dict(record, image=row["path"], output=output, overlay=png.name, map_file=npy.name)
+        if "p_abnormal" in row:
+            meta.update(p_abnormal=row["p_abnormal"], prediction=row["prediction"], threshold=row["threshold"])
         text = json.dumps(meta, indent=1) + "\n"
         atomic_write(rec, lambda f, t=text: f.write(t.encode("utf-8")))
 

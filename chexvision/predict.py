@@ -58,7 +58,10 @@ def add_arguments(p) -> None:
                         "gradcam needs a convolutional model")
     p.add_argument("--layer", metavar="NAME", default=None,
                    help="Grad-CAM layer, a dotted name as in the state_dict (default: the last convolutional "
-                        "block, features.7 for the default CNN)")
+                        "block: features.7 for the default CNN, features.denseblock4 for densenet121)")
+    p.add_argument("--target", metavar="NAME|INDEX", default=None,
+                   help="the output to explain, by name or index (default: the only output, abnormal, for the "
+                        "binary task; for --task findings each image's most probable finding)")
 
 
 def saved_threshold(checkpoint: ckpt.Checkpoint) -> tuple[float, str]:
@@ -132,6 +135,7 @@ def predict_images(engine, standardizer, images: np.ndarray, spec: dict) -> np.n
 
 def run(args) -> int:
     from .evaluate import load_engine, load_standardizer
+    from .findings_cli import predict_findings, task_of
 
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out {args.out}: give a .csv or .json file name")
@@ -140,17 +144,20 @@ def run(args) -> int:
     if args.threshold is not None:
         validate.check_threshold(args.threshold, "--threshold")
     checkpoint = ckpt.load_checkpoint(args.checkpoint)
+    task = task_of(checkpoint)
     paths = collect_paths(args.image, args.dir)
-    if args.threshold is not None:
+    if not task.is_binary:
+        threshold = source = None  # per finding, in predict_findings
+    elif args.threshold is not None:
         threshold, source = float(args.threshold), "--threshold"
     else:
         threshold, source = saved_threshold(checkpoint)
-    if args.explain is None and (args.method is not None or args.layer is not None):
-        raise UserError("--method and --layer choose the explanation: add --explain DIR")
+    if args.explain is None and (args.method is not None or args.layer is not None or args.target is not None):
+        raise UserError("--method, --layer and --target choose the explanation: add --explain DIR")
     engine = load_engine(checkpoint, args.track, args.device)
     standardizer = load_standardizer(checkpoint)
     size = int(checkpoint.model_spec["image_size"])
-    explaining = _plan_explanations(args, checkpoint.model_spec, engine, paths) if args.explain else None
+    explaining = _plan_explanations(args, checkpoint, engine, paths) if args.explain else None
 
     good, arrays, failed = [], [], 0
     for path in paths:
@@ -161,6 +168,11 @@ def run(args) -> int:
             print(f"chexvision predict: error: {e}", file=sys.stderr)
             failed += 1
     rows = []
+    if good and not task.is_binary:  # K probabilities and flags at the per-finding thresholds
+        rows, bad = predict_findings(args, checkpoint, task, good,
+                                     predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec))
+        failed += bad
+        return (2 if not rows else 1) if failed else 0
     if good:
         probs = predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec)
         for path, p in zip(good, probs):
@@ -172,34 +184,46 @@ def run(args) -> int:
             rows.append({"path": str(path), "p_abnormal": float(p), "label": label,
                          "prediction": "abnormal" if label else "normal", "threshold": threshold})
     if explaining and rows:
-        _explain(args, explaining, engine, standardizer, checkpoint.model_spec, rows, arrays)
+        _explain(args, explaining, engine, standardizer, checkpoint.model_spec, rows, dict(zip(map(str, good), arrays)))
     _emit(rows, args, threshold, source)
     if failed:
         return 2 if not rows else 1
     return 0
 
 
-def _plan_explanations(args, spec: dict, engine, paths: list[Path]) -> dict:
+def _plan_explanations(args, checkpoint: ckpt.Checkpoint, engine, paths: list[Path]) -> dict:
     """Method, layer and file names, all checked before any image is scored."""
-    from .explain import check_method, default_method, explanation_files, grad_cam_layer
+    from .explain import check_method, default_method, explanation_files, grad_cam_layer, output_names, parse_target
 
+    spec = checkpoint.model_spec
+    outputs = output_names(checkpoint.config)
+    target = parse_target(args.target, outputs)
     method = args.method or default_method(spec)
     check_method(method, spec)
     if args.layer is not None and method != "gradcam":
         raise UserError(f"--layer applies to --method gradcam, not {method}")
     layer = grad_cam_layer(engine, args.layer) if method == "gradcam" else None
     files = explanation_files(Path(args.explain), paths, force=args.force)
-    return {"method": method, "layer": layer, "files": files}
+    return {"method": method, "layer": layer, "files": files, "outputs": outputs, "target": target}
 
 
-def _explain(args, plan: dict, engine, standardizer, spec: dict, rows: list[dict], arrays: list) -> None:
-    from .explain import compute_maps, describe_method, write_explanations
+def _explain(args, plan: dict, engine, standardizer, spec: dict, rows: list[dict], arrays: dict) -> None:
+    """Maps of the images in ``rows`` (``arrays``: path -> uint8 image; a row-less image is not
+    explained), each for its output: ``--target``, the only output, or its most probable one."""
+    from .explain import choose_targets, compute_maps, describe_method, explained_output, write_explanations
 
-    images = np.stack(arrays)  # the scored images, in the order of rows
+    outputs = plan["outputs"]
+    images = np.stack([arrays[r["path"]] for r in rows])  # the scored images, in the order of rows
+    probs = np.array([[r["probabilities"][n] for n in outputs] if "probabilities" in r else [r["p_abnormal"]]
+                      for r in rows])  # (N, K)
+    targets = choose_targets(plan["target"], probs)
+    chosen = ("the only output" if len(outputs) == 1 else "--target" if plan["target"] is not None
+              else "most probable output")
     x = model_inputs(engine, standardizer, images, spec)
-    maps = compute_maps(engine, x, plan["method"], plan["layer"])
+    maps = compute_maps(engine, x, plan["method"], plan["layer"], targets)
     record = describe_method(plan["method"], plan["layer"], args.track)
-    write_explanations(args.explain, rows, images, maps, record, plan["files"])
+    explained = [explained_output(r, outputs, k, chosen) for r, k in zip(rows, targets)]
+    write_explanations(args.explain, rows, images, maps, record, plan["files"], explained)
     print(f"chexvision predict: wrote {len(rows)} explanation(s) ({plan['method']}) to {args.explain}",
           file=sys.stderr)
 
