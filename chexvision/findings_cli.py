@@ -28,7 +28,10 @@ def evaluate_findings(out, ds, checkpoint, track, threshold, method, value, n_bo
     result = write_findings_evaluation(out, names=names, val_scores=val_scores, val_labels=val_labels,
                                        test_scores=test_scores, test_labels=test_labels, history=history,
                                        config=config, threshold_method=method, threshold_value=value,
-                                       n_boot=n_boot, seed=checkpoint.train.get("seed", 0))
+                                       n_boot=n_boot, seed=checkpoint.train.get("seed", 0),
+                                       train_labels=ds.targets[ds.indices("train")],
+                                       val_groups=ds.patients[ds.indices("val")],
+                                       test_groups=ds.patients[ds.indices("test")] if test_scores is not None else None)
     print(f"chexvision evaluate: {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} track; "
           f"{len(names)} findings, thresholds per finding ({threshold} on validation)")
     head_name = "test" if result["test"] else "val"

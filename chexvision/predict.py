@@ -172,6 +172,9 @@ def run(args) -> int:
         rows, bad = predict_findings(args, checkpoint, task, good,
                                      predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec))
         failed += bad
+        if explaining and rows:  # each image's map for --target or its most probable finding
+            _explain(args, explaining, engine, standardizer, checkpoint.model_spec, rows,
+                     dict(zip(map(str, good), arrays)))
         return (2 if not rows else 1) if failed else 0
     if good:
         probs = predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec)
