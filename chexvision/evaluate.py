@@ -211,7 +211,7 @@ def evaluate_checkpoint(checkpoint_path, *, track: str = "numpy", device: str = 
         from .findings_cli import evaluate_findings
 
         return evaluate_findings(out, ds, checkpoint, track, threshold, method, value, n_boot, history, config,
-                                 val_scores, val_labels, test_scores, test_labels)
+                                 val_scores, val_labels, test_scores, test_labels, force=force)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,

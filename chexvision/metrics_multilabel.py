@@ -154,15 +154,15 @@ def _prevalence(yk: np.ndarray) -> float:
 
 
 def output_metrics(yk: np.ndarray, sk: np.ndarray, threshold: float, n_masked: int, *, n_boot: int = 0,
-                   seed: int = 0, ci=None) -> dict:
-    """One output's metrics on its unmasked rows (``yk``, ``sk`` 1-D, validated)."""
+                   seed: int = 0, ci=None, groups=None) -> dict:
+    """One output's metrics on its unmasked rows (``yk``, ``sk`` 1-D, validated; ``groups`` their patients)."""
     rec = {"n": int(yk.size), "n_masked": int(n_masked), "n_positive": int(yk.sum()),
            "prevalence": _prevalence(yk), "threshold": float(threshold)}
     defined = _defined(yk)
     rec["roc_auc"] = _quiet(roc_auc_score, yk, sk) if defined else math.nan
     rec["average_precision"] = _quiet(average_precision_score, yk, sk) if yk.sum() > 0 else math.nan
     if defined and n_boot:
-        lo, hi = _quiet(ci, yk, sk, n_boot, seed)
+        lo, hi = _quiet(ci, yk, sk, n_boot, seed, groups)
         rec["roc_auc_ci"] = [lo, hi]
     else:
         rec["roc_auc_ci"] = [math.nan, math.nan]
@@ -175,14 +175,36 @@ def output_metrics(yk: np.ndarray, sk: np.ndarray, threshold: float, n_masked: i
     return rec
 
 
+def _default_ci(y, s, n_boot, seed, groups):
+    """``bootstrap_auc_ci``, resampling patients (the cluster bootstrap) when ids are given and the
+    installed ``chexvision.bootstrap`` offers it; images otherwise."""
+    import inspect
+
+    from . import bootstrap
+
+    if groups is not None and "groups" in inspect.signature(bootstrap.bootstrap_auc_ci).parameters:
+        return bootstrap.bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed, groups=groups)
+    return bootstrap.bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
+
+
+def cluster_bootstrap_available() -> bool:
+    import inspect
+
+    from . import bootstrap
+
+    return "groups" in inspect.signature(bootstrap.bootstrap_auc_ci).parameters
+
+
 def multilabel_metrics(y_true, y_score, thresholds, names=None, *, n_boot: int = 0, seed: int = 0,
-                       ci=None) -> dict:
+                       ci=None, groups=None) -> dict:
     """Every output's metrics at its threshold, plus the macro mean AUC.
 
     Args:
         thresholds: (K,) per-output thresholds (chosen on validation).
         n_boot: bootstrap resamples for each output's AUC interval (0: none).
-        ci: ``fn(y, s, n_boot, seed) -> (lo, hi)`` (default ``bootstrap.bootstrap_auc_ci``).
+        ci: ``fn(y, s, n_boot, seed, groups) -> (lo, hi)`` (default ``bootstrap.bootstrap_auc_ci``,
+            patients resampled when ``groups`` are given and the cluster bootstrap is available).
+        groups: (N,) patient ids, or None (images resampled).
 
     Returns:
         ``{"outputs": {name: {n, n_masked, n_positive, prevalence, threshold, roc_auc, roc_auc_ci,
@@ -193,15 +215,16 @@ def multilabel_metrics(y_true, y_score, thresholds, names=None, *, n_boot: int =
     y, s = check_multilabel(y_true, y_score)
     names = _names(names, y.shape[1])
     thresholds = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (y.shape[1],))
-    if ci is None:
-        from .bootstrap import bootstrap_auc_ci
-
-        ci = lambda a, b, n, sd: bootstrap_auc_ci(a, b, n_boot=n, seed=sd)  # noqa: E731
+    ci = ci or _default_ci
+    groups = None if groups is None else np.asarray(groups)
+    if groups is not None and groups.shape != (y.shape[0],):
+        raise ValueError(f"groups must hold one patient id per row, shape ({y.shape[0]},), got {groups.shape}")
     outputs = {}
     for j, name in enumerate(names):
         yk, sk = _column(y, s, j)
+        gk = None if groups is None else groups[y[:, j] >= 0]
         outputs[name] = output_metrics(yk, sk, thresholds[j], int((y[:, j] < 0).sum()), n_boot=n_boot,
-                                       seed=seed + j, ci=ci)
+                                       seed=seed + j, ci=ci, groups=gk)
     undefined = [n for n in names if math.isnan(outputs[n]["roc_auc"])]
     for n in undefined:
         o = outputs[n]

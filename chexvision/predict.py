@@ -204,6 +204,9 @@ def run(args) -> int:
     if good and not task.is_binary:  # K probabilities and flags at the per-finding thresholds
         rows, bad = predict_findings(args, checkpoint, task, good,
                                      predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec))
+        if explaining and rows:  # each image's map for --target or its most probable finding
+            _explain(args, explaining, engine, standardizer, checkpoint.model_spec, rows,
+                     dict(zip(map(str, good), arrays)))
         return (2 if not rows else EXIT_PARTIAL) if failed or bad else 0
     if good:
         probs = predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec)

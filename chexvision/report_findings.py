@@ -25,8 +25,8 @@ from numpy_nn.serialization import atomic_write
 from . import plots
 from .errors import UserError
 from .metrics import UndefinedMetricWarning, roc_curve
-from .metrics_multilabel import check_multilabel, choose_thresholds, multilabel_metrics
-from .report import ALPHA, ARTIFACTS, _jsonable, _npy_writer, _training_summary
+from .metrics_multilabel import check_multilabel, choose_thresholds, cluster_bootstrap_available, multilabel_metrics
+from .report import ALPHA, _jsonable, _npy_writer, _training_summary
 
 SCHEMA = "chexvision.metrics.findings/1"
 
@@ -56,14 +56,19 @@ def plot_roc_grid(curves: dict, path=None, title: str = "ROC per finding") -> by
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, name in zip(axes, names):
         ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=0.8)
+        drawn = 0
         for split, (fpr, tpr, auc) in curves[name].items():
             if fpr is not None:
                 ax.plot(fpr, tpr, linewidth=1.2, label=f"{split} {auc:.3f}")
+                drawn += 1
         ax.set_title(name, fontsize="small")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
         ax.tick_params(labelsize="x-small")
-        ax.legend(loc="lower right", fontsize="x-small")
+        if drawn:
+            ax.legend(loc="lower right", fontsize="x-small")
+        else:  # one class in every split: no curve to draw
+            ax.text(0.5, 0.5, "AUC undefined\n(one class)", ha="center", va="center", fontsize="small")
     for ax in axes[len(names):]:
         ax.set_axis_off()
     fig.suptitle(title)
@@ -88,7 +93,8 @@ def _report_markdown(result: dict, names: list[str]) -> str:
     lines = [f"# CheXVision findings report ({len(names)} findings)", "",
              f"Task `findings`; thresholds chosen per finding on validation ({result['threshold']['method']}), "
              f"applied unchanged to {which}. Masked entries (uncertain under U-Ignore, unknown) are left out of "
-             "each finding's numbers. AUC CI: 95% percentile bootstrap.", ""]
+             f"each finding's numbers. AUC CI: 95% percentile bootstrap, {result['bootstrap']['method'].split(', ')[1]}.",
+             ""]
     macro = head["macro_auc"]
     lines.append(f"**Macro mean {which} ROC-AUC: {_fmt(macro)}** over {len(head['auc_defined'])} findings with a "
                  "defined AUC" + (f"; undefined (one class in the split): {', '.join(head['auc_undefined'])}"
@@ -112,6 +118,12 @@ def _report_markdown(result: dict, names: list[str]) -> str:
     lines.append("")
     if published:
         lines += [f"† {PUBLISHED_NOTE}", ""]
+    prev = result["prevalence"]
+    lines += ["Prevalence per split (positives / unmasked images):", "",
+              "| finding | " + " | ".join(prev) + " |", "|---|" + "---|" * len(prev)]
+    lines += ["| " + n + " | " + " | ".join(f"{_fmt(p[n]['prevalence'])} ({p[n]['n_positive']}/{p[n]['n']})"
+                                            for p in prev.values()) + " |" for n in names]
+    lines.append("")
     masked = {n: head["outputs"][n]["n_masked"] for n in names if head["outputs"][n]["n_masked"]}
     if masked:
         lines += ["Masked entries per finding (" + which + "): "
@@ -126,15 +138,31 @@ def _report_markdown(result: dict, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def split_prevalence(labels, names) -> dict:
+    """{finding: {"n", "n_positive", "n_masked", "prevalence"}} of one split's (N, K) labels (−1 masked)."""
+    y = np.asarray(labels).reshape(len(labels), len(names))
+    out = {}
+    for j, n in enumerate(names):
+        known = y[:, j] >= 0
+        pos = int((y[:, j] == 1).sum())
+        out[n] = {"n": int(known.sum()), "n_positive": pos, "n_masked": int((~known).sum()),
+                  "prevalence": pos / int(known.sum()) if known.any() else math.nan}
+    return out
+
+
 def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_scores=None, test_labels=None,
                               history=None, config=None, threshold_method: str = "youden",
-                              threshold_value=None, n_boot: int = 1000, seed: int = 0) -> dict:
+                              threshold_value=None, n_boot: int = 1000, seed: int = 0,
+                              train_labels=None, val_groups=None, test_groups=None, force: bool = False) -> dict:
     """Per-finding thresholds on validation, metrics of validation and test, artifacts written.
 
     Args:
         names: the K finding names (the task's outputs), in column order.
         val_scores, val_labels: (n_val, K) probabilities and labels 1 / 0 / −1 (masked).
         test_scores, test_labels: the same for test, or both None.
+        train_labels: the training split's (n_train, K) labels, for the prevalence table (optional).
+        val_groups, test_groups: patient ids of the rows: the AUC intervals then resample patients
+            (when ``chexvision.bootstrap`` offers the cluster bootstrap), else images.
 
     Returns:
         the metrics.json content (nan kept as float): ``schema``, ``task``, ``threshold``
@@ -157,8 +185,9 @@ def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_sc
             thr, fallback = choose_thresholds(vy, vs, threshold_method, threshold_value, names)
         except ValueError as e:
             raise UserError(f"cannot choose the thresholds: {e}") from e
-        val = multilabel_metrics(vy, vs, thr, names, n_boot=n_boot, seed=seed)
-        test = multilabel_metrics(ty, ts, thr, names, n_boot=n_boot, seed=seed + 1000) if ty is not None else None
+        val = multilabel_metrics(vy, vs, thr, names, n_boot=n_boot, seed=seed, groups=val_groups)
+        test = (multilabel_metrics(ty, ts, thr, names, n_boot=n_boot, seed=seed + 1000, groups=test_groups)
+                if ty is not None else None)
     notes = sorted({str(w.message) for w in caught if "bootstrap" not in str(w.message)})
     result = {
         "schema": SCHEMA, "task": {"name": "findings", "outputs": names},
@@ -166,7 +195,11 @@ def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_sc
                       "values": dict(zip(names, thr.tolist())), "fallback": fallback,
                       "rule": "predict the finding when its probability >= its threshold"},
         "val": val, "test": test, "undefined": notes,
-        "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed, "method": "percentile, images resampled"},
+        "prevalence": {sp: split_prevalence(lab, names) for sp, lab in
+                       (("train", train_labels), ("val", vy), ("test", ty)) if lab is not None},
+        "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed, "method": "percentile, " + (
+            "patients resampled (cluster bootstrap)" if val_groups is not None and cluster_bootstrap_available()
+            else "images resampled")},
         "published": {"chexnet_test_auc": CHEXNET_AUC, "wang2017_test_auc": WANG2017_AUC, "note": PUBLISHED_NOTE},
         "training": _training_summary(history) if history else None,
         "config": _jsonable(config),
@@ -186,11 +219,14 @@ def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_sc
     result["files"] = files
     report_md = _report_markdown(result, names)
     metrics_text = json.dumps(_jsonable(result), indent=1, allow_nan=False) + "\n"
+    from .outputs import claim_outputs
+
+    stale = claim_outputs(run_dir, files, force)  # only files an earlier evaluation of ours listed (issue 10 §1)
     run_dir.mkdir(parents=True, exist_ok=True)
     for name, blob in blobs.items():
         atomic_write(run_dir / name, blob if callable(blob) else (lambda f, b=blob: f.write(b)))
-    for stale in set(ARTIFACTS) - set(files):
-        (run_dir / stale).unlink(missing_ok=True)
+    for name in stale:
+        (run_dir / name).unlink(missing_ok=True)
     atomic_write(run_dir / "REPORT.md", lambda f: f.write(report_md.encode("utf-8")))
     atomic_write(run_dir / "metrics.json", lambda f: f.write(metrics_text.encode("utf-8")))
     return result

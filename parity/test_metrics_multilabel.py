@@ -183,3 +183,24 @@ def test_multilabel_metrics_sensitivity_specificity_by_counting():
         lo, hi = o["roc_auc_ci"]
         assert lo <= o["roc_auc"] <= hi
     assert res["macro_auc"] == pytest.approx(np.mean([res["outputs"][n]["roc_auc"] for n in "abc"]))
+
+
+def test_bootstrap_gets_each_findings_unmasked_rows_and_their_patients():
+    y, s = random_case(10, n=30, k=3, masked=0.3)
+    patients = np.array([f"p{i // 3}" for i in range(30)])
+    seen = {}
+
+    def ci(yk, sk, n_boot, seed, groups):
+        seen[seed] = (yk.copy(), groups.copy())
+        return 0.0, 1.0
+
+    multilabel_metrics(y, s, np.zeros(3), ["a", "b", "c"], n_boot=10, seed=100, ci=ci, groups=patients)
+    for j in range(3):
+        if not 0 < (y[:, j] == 1).sum() < (y[:, j] >= 0).sum():
+            continue
+        yk, g = seen[100 + j]
+        keep = y[:, j] >= 0
+        np.testing.assert_array_equal(yk, y[keep, j])
+        np.testing.assert_array_equal(g, patients[keep])
+    with pytest.raises(ValueError, match="one patient id per row"):
+        multilabel_metrics(y, s, np.zeros(3), n_boot=10, groups=patients[:5])

@@ -112,3 +112,59 @@ def test_external_validation_refuses_a_findings_run(runs, tmp_path, capsys):
     rc = main(["evaluate", "--checkpoint", str(runs["numpy"]), "--dataset", "synthetic", "--data-dir", str(tmp_path)])
     assert rc == 2
     assert "--task findings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dataset", ["chexpert", "nih"])
+def test_findings_on_real_layouts_train_and_evaluate(tmp_path, dataset, capsys):
+    """Fake CheXpert (U-Ignore masks) and NIH folders: train --task findings, evaluate, masked labels kept as -1."""
+    from chexvision.data.fake import make_chexpert, make_nih
+    from chexvision.tasks import CHEXPERT_FINDINGS, NIH_FINDINGS
+
+    if dataset == "chexpert":
+        make_chexpert(tmp_path / "data", n_train=80, n_valid=24, image_size=32)
+    else:
+        make_nih(tmp_path / "data", n=100, image_size=32)
+    d = tmp_path / "run"
+    args = ["train", "--task", "findings", "--dataset", dataset, "--data-dir", str(tmp_path / "data"), "--cache",
+            str(tmp_path / "cache"), "--image-size", "16", "--hidden", "8", "--epochs", "1", "--no-progress",
+            "--workers", "1", "--out", str(d), "--val-fraction", "0.3"]
+    assert main(args) == 0
+    assert main(["evaluate", "--checkpoint", str(d), "--n-boot", "20", "--no-progress"]) == 0
+    names = CHEXPERT_FINDINGS if dataset == "chexpert" else NIH_FINDINGS
+    m = json.loads((d / "metrics.json").read_text())
+    assert list(m["val"]["outputs"]) == list(names)
+    y = np.load(d / "val_labels.npy")
+    assert y.shape[1] == 14
+    if dataset == "chexpert":  # U-Ignore: the uncertain Edema labels stay masked (-1), counted per finding
+        edema = names.index("Edema")
+        assert (y[:, edema] == -1).any()
+        assert m["val"]["outputs"]["Edema"]["n_masked"] == int((y[:, edema] == -1).sum())
+    else:  # rare findings in a tiny split: undefined AUCs are named, not dropped silently
+        assert m["test"]["auc_undefined"] and "CheXNet" in (d / "REPORT.md").read_text()
+    out = capsys.readouterr().out
+    assert "macro mean" in out
+
+
+def test_report_lists_prevalence_of_every_split(runs, tmp_path):
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--checkpoint", str(runs["numpy"]), "--n-boot", "20", "--no-progress", "--out",
+                 str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["prevalence"]) == {"train", "val", "test"}
+    for sp in ("val", "test"):
+        for n in FINDINGS:
+            assert m["prevalence"][sp][n]["prevalence"] == m[sp]["outputs"][n]["prevalence"]
+    assert "Prevalence per split" in (out / "REPORT.md").read_text()
+
+
+def test_predict_explains_a_findings_run(runs, tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(make_synthetic(1, 16, seed=4)[0][0]).save(tmp_path / "x.png")
+    ex = tmp_path / "maps"
+    assert main(["predict", "--checkpoint", str(runs["numpy"]), "--image", str(tmp_path / "x.png"), "--explain",
+                 str(ex), "--target", "effusion"]) == 0
+    assert "explanation" in capsys.readouterr().err
+    assert any(p.suffix == ".png" for p in ex.iterdir())
+    record = json.loads(next(p for p in ex.iterdir() if p.suffix == ".json").read_text())
+    assert record["output"]["name"] == "effusion"

@@ -77,6 +77,8 @@ def test_synthetic_dataset_targets():
     ds = open_dataset({"dataset": "synthetic", "synthetic_size": 300, "image_size": 16, "task": "findings"},
                       progress=False)
     assert ds.task.outputs == SYNTHETIC_FINDINGS and ds.targets.shape == (300, 3)
+    text = ds.describe()  # what preprocess / train print: each finding's prevalence per split
+    assert "cardiomegaly" in text and "masked" in text
     binary = open_dataset({"dataset": "synthetic", "synthetic_size": 300, "image_size": 16}, progress=False)
     assert binary.task == BINARY_TASK
     np.testing.assert_array_equal(binary.targets[:, 0], binary.labels)

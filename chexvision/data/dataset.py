@@ -266,6 +266,17 @@ class CachedDataset:
             tot["abnormal"] += d["abnormal"]
         rate = f"{100 * tot['abnormal'] / max(1, tot['images']):.1f}%"
         lines.append(f"  {'total':<6} {tot['images']:>9,} {tot['patients']:>9,} {rate:>9}")
+        if not self.task.is_binary:  # one line per finding: prevalence per split (masked entries left out)
+            width = max(len(n) for n in self.task.outputs)
+            lines.append(f"  {'finding':<{width}} " + " ".join(f"{s:>9}" for s in SPLITS) + "   masked")
+            for j, name in enumerate(self.task.outputs):
+                cells = []
+                for s in SPLITS:
+                    y = self.targets[self.splits == s, j]
+                    known = int((y >= 0).sum())
+                    cells.append(f"{100 * (y == 1).sum() / known:.1f}%" if known else "-")
+                lines.append(f"  {name:<{width}} " + " ".join(f"{c:>9}" for c in cells)
+                             + f" {int((self.targets[:, j] < 0).sum()):>8,}")
         lines += [f"  - {n}" for n in self.notes]
         return "\n".join(lines)
 
