@@ -150,3 +150,6 @@ class CNN(Module):
         g = self.dropout.backward(self.head.backward(grad_output))
         g = self.pool.backward(g.reshape(self._pooled_shape))  # (N, C_last) -> (N, C_last, 1, 1)
         return self.features.backward(g)
+
+
+from .densenet import DenseNet, densenet121  # noqa: E402,F401  (torchvision's DenseNet; its own module)

@@ -90,3 +90,6 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.pool(self.features(x))  # (N, C, H, W) -> (N, C_last, 1, 1)
         return self.head(self.dropout(h.flatten(1)))
+
+
+from .densenet import DenseNet, densenet121  # noqa: E402,F401  (torchvision's DenseNet; its own module)
