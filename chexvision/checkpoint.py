@@ -35,7 +35,9 @@ from typing import Callable
 import numpy as np
 
 from numpy_nn.serialization import atomic_write
+from numpy_nn.serialization import load as _load_npz
 
+from . import validate
 from .errors import UserError
 
 FORMAT = 1
@@ -51,19 +53,24 @@ HISTORY_FILE = "history.json"
 
 # -- JSON and npz helpers --------------------------------------------------------------------------
 def write_json(path: str | os.PathLike, obj) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    """Atomically write ``obj`` as indented, strict JSON (NaN or an infinity is a bug: ValueError)."""
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def read_json(path: str | os.PathLike):
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a FIFO (which would block), a device
+        raise UserError(f"{path}: not a regular file")
+    if path.is_file() and path.stat().st_size > 256 << 20:
+        raise UserError(f"{path}: {path.stat().st_size:,} bytes, larger than any file of ours")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise UserError(f"{path}: missing (not a chexvision checkpoint?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{path}: not valid JSON ({str(e)[:80]})") from None
 
 
 def write_npz(path: str | os.PathLike, arrays: dict) -> None:
@@ -74,16 +81,22 @@ def write_npz(path: str | os.PathLike, arrays: dict) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` with ``allow_pickle=False``, in file order."""
+def read_npz(path: str | os.PathLike, check=None) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` with ``allow_pickle=False``, in file order.
+
+    ``check(headers)`` (see ``chexvision.validate.expect_headers``) sees every member's shape and
+    dtype, read from the ``.npy`` headers, before any array is read; float arrays read are then
+    refused if they hold NaN or an infinity (whenever ``check`` is given).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: missing (not a chexvision checkpoint?)")
+    if path.is_symlink() or not path.is_file():
+        what = "a symbolic link" if path.is_symlink() else "not a regular file" if path.exists() else "missing"
+        raise UserError(f"{path}: {what} (not a chexvision checkpoint?)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+        arrays = dict(_load_npz(path, check=check))
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # truncated, not a zip, pickled objects
         raise UserError(f"{path}: unreadable ({e})") from None
+    return validate.check_finite(arrays, str(path)) if check is not None else arrays
 
 
 # -- nested state <-> (JSON tree, arrays) -----------------------------------------------------------
@@ -163,9 +176,20 @@ def _siblings(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".new"), path.with_name(path.name + ".old")
 
 
+def refuse_links(path: str | os.PathLike) -> None:
+    """A checkpoint folder ``NAME`` or its ``NAME.new`` / ``NAME.old`` that is a symbolic link is
+    refused with one line: we never write through, rename or delete a link's target."""
+    path = Path(path)
+    for p in (path, *_siblings(path)):
+        if p.is_symlink():
+            raise UserError(f"{p}: is a symbolic link; a run's checkpoint folders must be plain folders "
+                            "(nothing was changed)")
+
+
 def recover(path: str | os.PathLike) -> None:
     """Finish or undo a checkpoint swap that a kill interrupted (see the module docstring)."""
     path = Path(path)
+    refuse_links(path)
     new, old = _siblings(path)
     if not path.exists() and old.exists():
         if new.exists():
@@ -186,8 +210,12 @@ def write_checkpoint_dir(path: str | os.PathLike, write_files: Callable[[Path], 
     recover(path)
     new, old = _siblings(path)
     new.mkdir()
-    write_files(new)  # each file is written with atomic_write (fsynced)
-    _fsync_dir(new)
+    try:
+        write_files(new)  # each file is written with atomic_write (fsynced)
+        _fsync_dir(new)
+    except BaseException:  # e.g. a full disk: NAME is untouched; drop the half-written NAME.new
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     if path.exists():
         os.rename(path, old)
         os.rename(new, path)
@@ -245,16 +273,37 @@ class Checkpoint:
     def model_spec(self) -> dict:
         return self.config["model"]
 
-    def model_state(self) -> dict[str, np.ndarray]:
-        return read_npz(self.dir / MODEL_FILE)
+    def model_state(self, expected: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The weights; with ``expected`` (the built model's own state) every member's name, shape
+        and dtype is checked from the file's headers before anything is read, then finiteness."""
+        path = self.dir / MODEL_FILE
+        check = None
+        if expected is not None:
+            from .tracks import describe
+
+            want = {k: (np.shape(v), np.asarray(v).dtype) for k, v in expected.items()}
+            check = validate.expect_headers(want, str(path), describe(self.model_spec))
+        return read_npz(path, check)
 
     def standardizer_arrays(self) -> dict[str, np.ndarray]:
-        return read_npz(self.dir / STANDARDIZER_FILE)
+        """``{"mean", "std"}``, each (S, S) float32/float64 for the model's image size, finite."""
+        path = self.dir / STANDARDIZER_FILE
+        s = int(self.model_spec["image_size"])
+        want = {"mean": ((s, s), np.float32), "std": ((s, s), np.float32)}
+        arrays = read_npz(path, validate.expect_headers(want, str(path), f"of {s}x{s} images"))
+        if not (arrays["std"] > 0).all():
+            raise UserError(f"{path}: array 'std' must be positive everywhere")
+        return arrays
 
-    def training_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+    def training_state(self, max_elements: int | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+        """``(state.json, state.npz)``; ``max_elements``: the largest array the model can have."""
         if not (self.dir / STATE_JSON).is_file():
             raise UserError(f"{self.dir}: holds no training state to resume from (use the run's last/ checkpoint)")
-        return read_json(self.dir / STATE_JSON), read_npz(self.dir / STATE_NPZ)
+        state = validate.check_resume_state(read_json(self.dir / STATE_JSON), str(self.dir / STATE_JSON),
+                                            self.train["epochs"])
+        bound = max(max_elements or validate.MAX_PARAMS, 1 << 16)  # RNG states: a few thousand bytes
+        path = self.dir / STATE_NPZ
+        return state, read_npz(path, validate.bounded_headers(bound, str(path), allow_bytes=True))
 
 
 def resolve(path: str | os.PathLike, prefer: str = BEST) -> tuple[Path, Path]:
@@ -263,12 +312,16 @@ def resolve(path: str | os.PathLike, prefer: str = BEST) -> tuple[Path, Path]:
     Returns ``(checkpoint_dir, run_dir)``. For a run folder the ``prefer``-red checkpoint is used.
     """
     path = Path(path)
+    if path.name in (BEST, LAST):
+        refuse_links(path)
     if not path.exists() and path.name in (BEST, LAST) and os.access(path.parent, os.W_OK):
         recover(path)  # a swap cut short by a kill
     if not path.exists():
         raise UserError(f"{path}: no such checkpoint or run directory")
     if not path.is_dir():
         raise UserError(f"{path}: not a directory (give a run directory or its best/ or last/ folder)")
+    for name in (BEST, LAST):
+        refuse_links(path / name)
     if os.access(path, os.W_OK):  # a read-only copy (e.g. a Kaggle input) is used as it is
         for name in (BEST, LAST):
             recover(path / name)
@@ -283,16 +336,39 @@ def resolve(path: str | os.PathLike, prefer: str = BEST) -> tuple[Path, Path]:
 
 
 def load_checkpoint(path: str | os.PathLike, prefer: str = BEST) -> Checkpoint:
+    """Resolve and read a checkpoint; config.json and meta.json are type- and range-checked."""
     ckpt_dir, run_dir = resolve(path, prefer)
-    config = read_json(ckpt_dir / CONFIG_FILE)
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    config = check_config(read_json(ckpt_dir / CONFIG_FILE), str(ckpt_dir / CONFIG_FILE))
+    meta = validate.check_meta(read_json(ckpt_dir / META_FILE), str(ckpt_dir / META_FILE))
+    return Checkpoint(dir=ckpt_dir, run_dir=run_dir, config=config, meta=meta)
+
+
+def check_config(config, source: str) -> dict:
+    """A checkpoint's config.json: our format, and every section valid (one line naming the file)."""
+    if not isinstance(config, dict) or not validate.is_int(config.get("format")) or config["format"] != FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
-        raise UserError(f"{ckpt_dir / CONFIG_FILE}: checkpoint format {found!r}, this version reads {FORMAT}")
+        raise UserError(f"{source}: checkpoint format {found!r}, this version reads {FORMAT}")
     for key in ("train", "data", "model"):
         if key not in config:
-            raise UserError(f"{ckpt_dir / CONFIG_FILE}: no {key!r} section")
-    meta = read_json(ckpt_dir / META_FILE)
-    return Checkpoint(dir=ckpt_dir, run_dir=run_dir, config=config, meta=meta)
+            raise UserError(f"{source}: no {key!r} section")
+    from .config import TrainConfig
+
+    try:
+        train = TrainConfig.from_dict(config["train"])
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
+    if not isinstance(config["data"], dict):
+        raise UserError(f"{source}: the 'data' section must be an object, got {type(config['data']).__name__}")
+    from .data import dataset
+
+    try:  # the data layer's own checks of its settings, reported against this file
+        dataset._normalise(config["data"])
+    except (UserError, TypeError, ValueError) as e:
+        raise UserError(f"{source}: data: {e}") from None
+    validate.check_spec(config["model"], source)
+    validate.check_model_size(config["model"], train.batch_size, source)
+    validate.check_data_limits(config["data"], source)
+    return config
 
 
 def check_state_fits(expected: dict[str, tuple], state: dict[str, np.ndarray], source: str, model: str) -> None:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import UserError
+from .validate import MAX_BATCH, MAX_EPOCHS, MAX_LAYERS, MAX_WIDTH, check_seed, is_int, is_number
 
 TRACKS = ("numpy", "torch")
 MODELS = ("mlp", "cnn")
@@ -87,10 +88,15 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.epochs < 1:
-            raise UserError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"--{_flag(f.name)} must be a finite number, got {v}")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise UserError(f"--epochs must be from 1 to {MAX_EPOCHS:,}, got {self.epochs}")
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise UserError(f"--batch-size must be from 1 to {MAX_BATCH:,}, got {self.batch_size}")
+        check_seed(self.seed)
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if not 0.0 <= self.dropout < 1.0:
@@ -113,12 +119,16 @@ class TrainConfig:
             raise UserError(f"--select-window must be at least 1, got {self.select_window}")
         if not self.hidden and self.model == "mlp":
             raise UserError("--hidden needs at least one width, e.g. --hidden 256,64")
-        if any(h < 1 for h in self.hidden):
-            raise UserError(f"--hidden widths must be positive, got {','.join(map(str, self.hidden))}")
-        if self.model == "cnn" and (len(self.channels) < 2 or any(c < 1 for c in self.channels)):
+        for name in ("hidden", "channels"):
+            widths = getattr(self, name)
+            if len(widths) > MAX_LAYERS or any(not 1 <= w <= MAX_WIDTH for w in widths):
+                raise UserError(f"--{name} takes at most {MAX_LAYERS} widths, each from 1 to {MAX_WIDTH:,}, got "
+                                f"{','.join(map(str, widths))}")
+        if self.model == "cnn" and len(self.channels) < 2:
             raise UserError(f"--channels needs at least two positive widths, got {','.join(map(str, self.channels))}")
-        if self.pos_weight not in (None, "auto") and not float(self.pos_weight) > 0:
-            raise UserError(f"--pos-weight must be positive or 'auto', got {self.pos_weight}")
+        pw = self.pos_weight
+        if pw not in (None, "auto") and not (is_number(pw) and math.isfinite(pw) and pw > 0):
+            raise UserError(f"--pos-weight must be a positive number or 'auto', got {pw!r}")
         if self.track == "numpy" and self.device != "cpu":
             raise UserError("--device applies to the torch track only; the NumPy track runs on the CPU")
         if self.lockstep and self.track != "torch":
@@ -133,11 +143,30 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        """Rebuild from ``to_dict()`` output; unknown keys are an error, missing keys take defaults."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
+        """Rebuild from ``to_dict()`` output; unknown keys are an error, missing keys take defaults.
+
+        Each value must have its field's JSON type (a hand-edited ``"hidden": "32"`` or
+        ``[32.7]`` is refused, never converted), then ``validate`` checks the ranges.
+        """
+        if not isinstance(d, dict):
+            raise UserError(f"the training configuration must be an object, got {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
         if unknown:
             raise UserError(f"unknown training option(s) in config: {', '.join(unknown)}")
+        for name, v in d.items():
+            default = getattr(DEFAULTS, name)
+            ok = (isinstance(v, bool) if isinstance(default, bool) else
+                  is_int(v) if isinstance(default, int) else
+                  is_number(v) if isinstance(default, float) else
+                  isinstance(v, str) if isinstance(default, str) else
+                  isinstance(v, list) and all(is_int(x) for x in v) if isinstance(default, tuple) else
+                  v is None or isinstance(v, (str, int, float)))
+            if not ok:
+                want = ("true/false" if isinstance(default, bool) else "an integer" if isinstance(default, int) else
+                        "a number" if isinstance(default, float) else "a string" if isinstance(default, str) else
+                        "a list of integers" if isinstance(default, tuple) else "a number, a string or null")
+                raise UserError(f"training option {name!r} must be {want}, got {v!r}")
         return cls(**d)
 
 
@@ -164,9 +193,9 @@ def parse_threshold(text: str) -> tuple[str, float | None]:
             v = float(value)
         except ValueError:
             v = math.nan
-        if (method == "fixed" and math.isfinite(v)) or (method == "sensitivity" and 0 < v <= 1):
+        if (method == "fixed" and 0 <= v <= 1) or (method == "sensitivity" and 0 < v <= 1):
             return method, v
-    raise UserError(f"--threshold takes youden, fixed:P (a number) or sensitivity:S (0 < S <= 1), got {text!r}")
+    raise UserError(f"--threshold takes youden, fixed:P (0 <= P <= 1) or sensitivity:S (0 < S <= 1), got {text!r}")
 
 
 DEFAULTS = TrainConfig()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import outputs, validate
 from .config import DEVICES, TRACKS, parse_threshold
 from .errors import UserError
 
@@ -45,7 +46,10 @@ def add_arguments(p) -> None:
     p.add_argument("--dataset", dest="dataset", choices=DATASETS, default=None,
                    help="external validation: score every image of this other data set (in --data-dir) at the "
                         "run's saved threshold; writes to --out (default RUN/external-<dataset>/)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for AUC intervals (default: 1000)")
+    p.add_argument("--force", action="store_true",
+                   help="replace same-named files in --out that an earlier evaluation did not write")
+    p.add_argument("--n-boot", type=int, default=1000,
+                   help=f"bootstrap resamples for AUC intervals, 1 to {validate.MAX_N_BOOT:,} (default: 1000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -56,7 +60,9 @@ def load_engine(checkpoint: ckpt.Checkpoint, track: str | None = None, device: s
     train = checkpoint.train
     track = track or train["track"]
     engine = make_engine(track, checkpoint.model_spec, dtype=train["dtype"], device=device)
-    engine.load_model_state(checkpoint.model_state(), source=str(checkpoint.dir / ckpt.MODEL_FILE))
+    engine.build_model(0)  # the model first: its own state says what model.npz may hold, checked before reading
+    state = checkpoint.model_state(expected=engine.model_state())
+    engine.load_model_state(state, source=str(checkpoint.dir / ckpt.MODEL_FILE))
     return engine
 
 
@@ -94,6 +100,11 @@ def run(args) -> int:
     from .report import write_evaluation
     from .tracks import layout
 
+    validate.check_int(args.n_boot, "--n-boot", 1, validate.MAX_N_BOOT)
+    if args.threshold is not None:
+        parse_threshold(args.threshold)
+    if args.out:
+        outputs.claim_outputs(Path(args.out), [], args.force)  # a file or a file's child: refused before scoring
     if getattr(args, "dataset", None):
         from .external import run_external
 
@@ -122,12 +133,14 @@ def run(args) -> int:
 
     out = Path(args.out) if args.out else checkpoint.run_dir
     history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
-    history = ckpt.read_json(history_path) if history_path.is_file() else None
+    history = (validate.check_history(ckpt.read_json(history_path), str(history_path))
+               if history_path.is_file() else None)
     config = dict(checkpoint.config, evaluated={"checkpoint": str(checkpoint.dir), "track": track,
                                                 "epoch": checkpoint.meta.get("epoch")})
     result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
                               test_labels=test_labels, history=history, config=config, threshold_method=method,
-                              threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0))
+                              threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0),
+                              force=args.force)
     thr = result["threshold"]["value"]
     print(f"chexvision evaluate: {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} track; "
           f"threshold {thr:.4g} ({threshold} on validation)")

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import outputs, validate
 from .config import DEVICES, TRACKS
 from .errors import UserError
 
@@ -38,11 +39,14 @@ def add_arguments(p) -> None:
     src.add_argument("--image", metavar="PATH", nargs="+", help="one or more image files")
     src.add_argument("--dir", metavar="DIR", help=f"every image in DIR ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--out", metavar="FILE", help="also write the results to FILE (.csv or .json)")
+    p.add_argument("--out", metavar="FILE", help="also write the results to FILE (.csv or .json); an existing file "
+                   "that predict did not write is refused")
+    p.add_argument("--force", action="store_true", help="replace --out even if predict did not write it")
     p.add_argument("--track", choices=TRACKS, default="numpy",
                    help="engine to score with (default: numpy, which never imports torch)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch track only (default: cpu)")
-    p.add_argument("--threshold", type=float, default=None, help="override the saved decision threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="override the saved decision threshold (a number from 0 to 1)")
 
 
 def saved_threshold(checkpoint: ckpt.Checkpoint) -> tuple[float, str]:
@@ -55,14 +59,16 @@ def saved_threshold(checkpoint: ckpt.Checkpoint) -> tuple[float, str]:
             same = (Path(str(evaluated.get("checkpoint", ""))).name == checkpoint.dir.name
                     and evaluated.get("epoch") == checkpoint.meta.get("epoch"))
             value = metrics["threshold"]["value"]
-            if same and value is not None:
-                return float(value), f"{metrics_path} ({metrics['threshold'].get('method')} on validation)"
         except (ValueError, KeyError, TypeError, AttributeError):
-            pass  # an unreadable or foreign metrics.json: fall back to the training threshold
+            same = False  # an unreadable or foreign metrics.json: fall back to the training threshold
+        if same and value is not None:
+            value = validate.check_threshold(value, str(metrics_path))  # ours, but edited: refuse, never guess
+            return value, f"{metrics_path} ({metrics['threshold'].get('method')} on validation)"
     thr = checkpoint.meta.get("threshold") or {}
     if thr.get("value") is None:
         raise UserError(f"{checkpoint.dir / ckpt.META_FILE}: no decision threshold stored; pass --threshold")
-    return float(thr["value"]), f"{checkpoint.dir / ckpt.META_FILE} ({thr.get('method')} on validation at training)"
+    value = validate.check_threshold(thr["value"], str(checkpoint.dir / ckpt.META_FILE))
+    return value, f"{checkpoint.dir / ckpt.META_FILE} ({thr.get('method')} on validation at training)"
 
 
 def collect_paths(images: list[str] | None, directory: str | None) -> list[Path]:
@@ -110,10 +116,14 @@ def predict_images(engine, standardizer, images: np.ndarray, spec: dict) -> np.n
 def run(args) -> int:
     from .evaluate import load_engine, load_standardizer
 
-    checkpoint = ckpt.load_checkpoint(args.checkpoint)
-    paths = collect_paths(args.image, args.dir)
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out {args.out}: give a .csv or .json file name")
+    if args.out:
+        outputs.claim_file(Path(args.out), args.force)
+    if args.threshold is not None:
+        validate.check_threshold(args.threshold, "--threshold")
+    checkpoint = ckpt.load_checkpoint(args.checkpoint)
+    paths = collect_paths(args.image, args.dir)
     if args.threshold is not None:
         threshold, source = float(args.threshold), "--threshold"
     else:
@@ -134,6 +144,10 @@ def run(args) -> int:
     if good:
         probs = predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec)
         for path, p in zip(good, probs):
+            if not np.isfinite(p):  # never an answer: say so for this file
+                print(f"chexvision predict: error: {path}: the model's score is not a finite number", file=sys.stderr)
+                failed += 1
+                continue
             label = int(p >= threshold)
             rows.append({"path": str(path), "p_abnormal": float(p), "label": label,
                          "prediction": "abnormal" if label else "normal", "threshold": threshold})
@@ -160,7 +174,7 @@ def _emit(rows: list[dict], args, threshold: float, source: str) -> None:
 
 
 def _json_text(rows: list[dict]) -> str:
-    return json.dumps(rows, indent=2) + "\n"
+    return json.dumps(rows, indent=2, allow_nan=False) + "\n"  # strict JSON: a NaN is a bug, never output
 
 
 def _csv_text(rows: list[dict]) -> str:

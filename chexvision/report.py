@@ -289,6 +289,7 @@ def write_evaluation(
     n_boot: int = 1000,
     seed: int = 0,
     test_split_name: str = "test",
+    force: bool = False,
 ) -> dict:
     """Choose the threshold on validation, score validation and test, and write the artifacts.
 
@@ -296,7 +297,8 @@ def write_evaluation(
     ``val_scores.npy``, ``val_labels.npy``, ``test_scores.npy``, ``test_labels.npy`` (with a test
     split), ``loss_curve.png`` (with a history), ``roc.png``, ``pr.png``, ``confusion.png`` (test
     split, or validation without one), ``confusion_val.png`` (with a test split) and ``REPORT.md``.
-    Artifacts of an earlier call that this call does not produce are removed.
+    Artifacts an earlier call listed in its metrics.json that this call does not produce are
+    removed; nothing else is ever deleted, and a same-named file we did not write is refused.
 
     Args:
         run_dir: folder to write into (created if missing).
@@ -309,6 +311,8 @@ def write_evaluation(
         seed: bootstrap seed (validation uses ``seed``, test ``seed + 1``).
         test_split_name: how the test split is named in the report (e.g. ``"test"``,
             ``"chexpert_valid"``); its files keep the ``test_`` prefix.
+        force: replace same-named files that no earlier evaluation of ours wrote (else refused;
+            see ``chexvision.outputs.claim_outputs``).
 
     Returns:
         the metrics.json content as a dict, except that nan/inf stay floats and the curves are
@@ -401,10 +405,13 @@ def write_evaluation(
     json_result = {**result, "val": _json_split(val), "test": _json_split(test)}
     metrics_text = json.dumps(_jsonable(json_result), indent=1, allow_nan=False) + "\n"
 
+    from .outputs import claim_outputs
+
+    stale = claim_outputs(run_dir, files, force)  # only files an earlier evaluation of ours listed
     for name, blob in blobs.items():
         atomic_write(run_dir / name, blob if callable(blob) else (lambda f, b=blob: f.write(b)))
-    for stale in set(ARTIFACTS) - set(files):
-        (run_dir / stale).unlink(missing_ok=True)
+    for name in stale:
+        (run_dir / name).unlink(missing_ok=True)
     atomic_write(run_dir / "REPORT.md", lambda f: f.write(report_md.encode("utf-8")))
     atomic_write(run_dir / "metrics.json", lambda f: f.write(metrics_text.encode("utf-8")))
     return result

@@ -17,13 +17,16 @@ step), ``train_data_loss`` (BCE with smoothing / pos_weight, mean over examples)
 ``train_reg_loss`` (the L1/L2 penalty), ``train_loss`` (their sum), ``val_loss`` (plain BCE, no
 smoothing), ``val_accuracy`` (at 0.5), ``val_auc``, ``threshold`` (chosen on validation),
 ``seconds``.
+
+Divergence: a non-finite loss stops the run (one line; the last good checkpoint stays). A loss that
+stays finite but runs away is warned about once, on stderr: the rule is an epoch's mean training
+loss above ``LOSS_GROWTH`` (100) times the loss of the run's first mini-batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import outputs, validate
 from .config import (
     DEFAULTS,
     DEVICES,
@@ -51,6 +55,7 @@ from .tracks import describe, layout, make_engine, model_spec
 HELP = "train the NumPy or the torch track; writes OUT/best/, OUT/last/ and OUT/history.json"
 
 SCORE_BATCH = 256  # batch size for scoring (no gradients kept, so larger than training's)
+LOSS_GROWTH = 100.0  # warn when an epoch's mean training loss exceeds this many times the first batch's
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -66,10 +71,12 @@ def _opt(p, flag: str, field: str, help: str, **kw) -> None:
 def add_arguments(p) -> None:
     add_data_arguments(p)
     g = p.add_argument_group("run")
-    g.add_argument("--out", metavar="DIR", default=None, help="run directory (default: runs/<dataset>-<track>)")
+    g.add_argument("--out", metavar="DIR", default=None, help="run directory (default: runs/<dataset>-<track>); a "
+                   "non-empty folder that is not a chexvision run is refused")
     g.add_argument("--resume", metavar="OUT", default=None,
                    help="continue the run in OUT from its last/ checkpoint, with its saved configuration")
-    g.add_argument("--overwrite", action="store_true", help="replace the checkpoints of an earlier run in --out")
+    g.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (only a folder holding "
+                   "nothing but that run; it is deleted once the new run has saved its first checkpoint)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a TTY)")
     _opt(g, "--patience", "patience", "stop after this many epochs without a better validation AUC; 0: never",
          type=int)
@@ -87,7 +94,7 @@ def add_arguments(p) -> None:
                    help="torch track: start from the NumPy track's initial weights and draw dropout masks with "
                         "NumPy, so a run retraces --track numpy with the same seed (parity checks)")
 
-    g = p.add_argument_group("model")
+    g = p.add_argument_group("model", validate.LIMITS_HELP)
     _opt(g, "--model", "model", "mlp (CheXVision-mini) or cnn", choices=MODELS)
     _opt(g, "--hidden", "hidden", "MLP hidden widths, comma-separated", metavar="W,W,...")
     _opt(g, "--channels", "channels", "CNN stage widths, comma-separated (at least two)", metavar="C,C,...")
@@ -151,56 +158,26 @@ def config_from_args(args) -> TrainConfig:
 def run(args) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     if args.resume:
-        return _resume(args, progress)
+        from .resume import resume
+
+        return resume(args, progress)
+    # everything is validated before anything is written: options, limits, --out, the data
     cfg = config_from_args(args)
     data_cfg = data_config(args)
+    validate.check_data_limits(data_cfg)
+    validate.check_model_size(model_spec(cfg.model, data_cfg["image_size"], cfg.hidden, cfg.dropout, cfg.channels),
+                              cfg.batch_size)
     out = Path(args.out or Path("runs") / f"{data_cfg['dataset']}-{cfg.track}")
-    _prepare_out(out, args.overwrite)
+    plan = outputs.check_train_out(out, args.overwrite)
     ds = open_dataset(data_cfg, progress=progress)
-    Trainer(cfg, data_cfg, ds, out, progress).fit()
-    return 0
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
-    found = [n for n in (ckpt.BEST, ckpt.LAST, ckpt.HISTORY_FILE) if (out / n).exists()]
-    if found and not overwrite:
-        raise UserError(f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume {out}, "
-                        "or pass --overwrite, or choose another --out")
-    for name in (ckpt.BEST, ckpt.LAST):
-        for d in (out / name, out / f"{name}.new", out / f"{name}.old"):
-            if d.exists():
-                shutil.rmtree(d)
-    from .report import ARTIFACTS
-
-    for name in (ckpt.HISTORY_FILE, *ARTIFACTS):  # an old evaluation must not outlive its run
-        (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-RESUME_OVERRIDES = ("device",)
-
-
-def _resume(args, progress: bool) -> int:
-    out = Path(args.resume)
-    given = [k for k in TRAIN_FIELDS if getattr(args, k, None) is not None and k not in RESUME_OVERRIDES]
-    if given:
-        flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise UserError(f"--resume continues {out} with its saved configuration; drop {flags} (only --device may "
-                        "change) or start a new run with --out")
-    if args.out and Path(args.out).resolve() != out.resolve():
-        raise UserError(f"--resume {out} writes into {out}; drop --out {args.out}")
-    if not (out / ckpt.LAST).exists() and not (out / f"{ckpt.LAST}.old").exists():
-        raise UserError(f"--resume {out}: no {ckpt.LAST}/ checkpoint there to resume from")
-    last = ckpt.load_checkpoint(out, prefer=ckpt.LAST)
-    if last.dir.name != ckpt.LAST:
-        raise UserError(f"--resume {out}: no {ckpt.LAST}/ checkpoint there to resume from")
-    cfg = TrainConfig.from_dict(last.train)
-    if args.device is not None:
-        cfg = dataclasses.replace(cfg, device=args.device)
-    ds = open_dataset(last.data, progress=progress)
-    Trainer(cfg, last.data, ds, out, progress).fit(resume_from=last)
+    trainer = Trainer(cfg, data_cfg, ds, out, progress)
+    replacement = outputs.Replacement(out, plan)  # the old run, if any, is moved aside (not deleted) here
+    trainer.on_first_checkpoint = replacement.commit
+    try:
+        trainer.fit()
+    except BaseException:
+        replacement.rollback()  # no checkpoint written yet: the old run comes back
+        raise
     return 0
 
 
@@ -220,6 +197,8 @@ class Trainer:
         self.config = {"format": ckpt.FORMAT, "train": cfg.to_dict(), "data": data_cfg, "model": self.spec}
         self.history: list[dict] = []
         self.best_auc, self.best_epoch, self.bad_epochs, self.stopped_early = -math.inf, 0, 0, False
+        self.first_loss, self.warned_growth = None, False  # the loss-growth warning (see _check_growth)
+        self.on_first_checkpoint = None  # called once, after the first last/ checkpoint is on disk
 
     # -- setup --------------------------------------------------------------------------------------
     def _loaders(self, standardizer):
@@ -252,7 +231,9 @@ class Trainer:
         engine.setup_training(cfg, steps, self._pos_weight())
         start = 0
         if resume_from is not None:
-            start = self._restore(resume_from)
+            from .resume import restore
+
+            start = restore(self, resume_from)
         print(f"chexvision train: {cfg.track} track, {describe(self.spec)}, {cfg.epochs} epochs, "
               f"{len(self.train_idx)} train / {len(self.val_idx)} val images -> {self.out}"
               + (f" (resumed after epoch {start})" if resume_from is not None else ""), flush=True)
@@ -287,6 +268,8 @@ class Trainer:
                 data_loss, reg_loss = engine.train_step(x, y)
             if not (math.isfinite(data_loss) and math.isfinite(reg_loss)):
                 self._diverged(epoch, step, steps, data_loss, reg_loss)
+            if self.first_loss is None:
+                self.first_loss = data_loss + reg_loss
             sums += (data_loss * len(y), reg_loss * len(y))
             n += len(y)
             if cfg.scheduler_interval == "step":
@@ -309,6 +292,7 @@ class Trainer:
             self.bad_epochs += 1
         self.stopped_early = bool(cfg.patience and self.bad_epochs >= cfg.patience and epoch + 1 < cfg.epochs)
         self._save(record, improved)
+        self._check_growth(epoch, record["train_loss"])
         print(f"epoch {epoch + 1:>3}/{cfg.epochs}  train {record['train_loss']:.4f} (reg {record['train_reg_loss']:.2g})"
               f"  val loss {record['val_loss']:.4f} acc {record['val_accuracy']:.3f} auc {record['val_auc']:.4f}"
               f"  lr {lr:.2e}  {record['seconds']:.1f}s" + ("  *best" if improved else ""), flush=True)
@@ -346,6 +330,18 @@ class Trainer:
         raise UserError(f"training diverged at {where}: {what} at lr {self.engine.lr:.3g}; {kept}. "
                         "Lower --lr (or raise --warmup-epochs)")
 
+    def _check_growth(self, epoch: int, loss: float) -> None:
+        """Warn (once, on stderr) when the epoch's mean training loss is more than ``LOSS_GROWTH``
+        times the loss of the run's first mini-batch: the optimizer is running away even though
+        every number is still finite (e.g. Adam at --lr 1e6 reaches losses of 1e15)."""
+        ref = self.first_loss
+        if self.warned_growth or ref is None or not ref > 0 or not loss > LOSS_GROWTH * ref:
+            return
+        self.warned_growth = True
+        print(f"chexvision train: warning: the training loss grew from {ref:.3g} (first batch) to {loss:.3g} "
+              f"(epoch {epoch + 1}), over {LOSS_GROWTH:.0f} times: training is diverging; lower --lr "
+              f"(now {self.cfg.lr:g})", file=sys.stderr, flush=True)
+
     # -- checkpoints --------------------------------------------------------------------------------
     def _meta(self, record: dict, kind: str) -> dict:
         return {
@@ -366,24 +362,14 @@ class Trainer:
         state = {
             "epochs_done": record["epoch"], "history": self.history, "best_val_auc": self.best_auc,
             "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "stopped_early": self.stopped_early,
-            "engine": tree,
+            "first_loss": self.first_loss, "warned_growth": self.warned_growth, "engine": tree,
         }
         ckpt.save_checkpoint(self.out / ckpt.LAST, meta=self._meta(record, ckpt.LAST), state=state,
                              state_arrays=arrays, **common)
+        if self.on_first_checkpoint is not None:
+            self.on_first_checkpoint()
+            self.on_first_checkpoint = None
         ckpt.write_json(self.out / ckpt.HISTORY_FILE, self.history)
-
-    def _restore(self, last: ckpt.Checkpoint) -> int:
-        state, arrays = last.training_state()
-        self.engine.load_model_state(last.model_state(), source=str(last.dir / ckpt.MODEL_FILE))
-        self.engine.load_training_state(state["engine"], arrays)
-        self.history = state["history"]
-        self.best_auc, self.best_epoch = state["best_val_auc"], state["best_epoch"]
-        self.bad_epochs, self.stopped_early = state["bad_epochs"], state["stopped_early"]
-        done = int(state["epochs_done"])
-        if done >= self.cfg.epochs or self.stopped_early:
-            print(f"chexvision train: {self.out} already finished ({done} epochs); nothing to resume", flush=True)
-        return done
-
 
 def selection_score(history: list[dict], window: int) -> float:
     """What picks ``best/``: the validation AUC averaged over the last ``window`` epochs (fewer at first).

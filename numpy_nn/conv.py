@@ -1,6 +1,6 @@
 """2-D convolution by im2col + one matrix product, and its hand-written backward.
 
-Twin: ``torch.nn.Conv2d`` (same arguments, NCHW layout, weight ``(C_out, C_in, kH, kW)``).
+Twin: ``torch.nn.Conv2d`` (same positional arguments, NCHW layout, weight ``(C_out, C_in / groups, kH, kW)``).
 
 Shape letters: N batch, C input channels, O output channels, H×W input size, Ho×Wo output size,
 kH×kW kernel, K = C·kH·kW (one column's length), L = Ho·Wo (columns per image).
@@ -11,7 +11,8 @@ fields of the whole batch out as the columns of one (K, N·L) matrix, so the con
 single product ``W (O, K) @ cols (K, N·L) -> (O, N·L)``, then one transposing copy to NCHW. The
 backward is two more products and ``col2im``, which adds each column back onto the pixels it
 was copied from. One large product instead of N small ones keeps BLAS efficient on small images
-(8×8 late in a network) and costs only one thread hand-off per product.
+(8×8 late in a network) and costs only one thread hand-off per product. ``im2col``, ``col2im`` and
+the faster stride-1 input gradient live in ``numpy_nn.im2col``; padding modes in ``numpy_nn.padding``.
 """
 
 from __future__ import annotations
@@ -19,185 +20,77 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from . import init
+from .im2col import _pair, col2im, conv_input_grad_stride1, conv_output_size, im2col, pad2d, windows
 from .layers import _check_dtype
 from .module import Module, Parameter
+from .padding import PADDING_MODES, pad2d_mode, pad2d_mode_backward
+
+__all__ = ["Conv2d", "conv_padding", "im2col", "col2im", "conv_input_grad_stride1", "conv_output_size", "pad2d",
+           "windows"]
 
 
-def _pair(v, name: str) -> tuple[int, int]:
-    """An int or a pair of ints -> a pair of ints (torch's ``_pair``)."""
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    t = tuple(int(a) for a in v)
-    if len(t) != 2:
-        raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return t  # type: ignore[return-value]
+def conv_padding(padding, kernel, stride, dilation) -> tuple[int, int, int, int]:
+    """torch's padding argument -> (top, bottom, left, right), with torch's rules and messages.
 
-
-def _geometry(kernel, stride, padding, dilation):
-    names = ("kernel_size", "stride", "padding", "dilation")
-    return tuple(_pair(v, name) for v, name in zip((kernel, stride, padding, dilation), names))
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """floor((size + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1 (torch's formula)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def pad2d(x: np.ndarray, padding: tuple[int, int], value: float = 0.0) -> np.ndarray:
-    """Pad the last two axes by (pH, pW) on both sides; returns ``x`` itself when there is nothing to pad.
-
-    One allocation and one copy: (N, C, H, W) -> (N, C, H + 2pH, W + 2pW).
+    An int or a pair pads both sides equally. "valid" is no padding. "same" (stride 1 only) keeps
+    the output size: along each axis the total d·(k − 1) is split as left = total // 2, right = the
+    rest, so an even kernel pads one more at the bottom/right (what torch's F.conv2d does).
     """
-    ph, pw = padding
-    if ph == 0 and pw == 0:
-        return x
-    n, c, h, w = x.shape
-    xp = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
-    xp[:, :, ph : ph + h, pw : pw + w] = x
-    return xp
-
-
-def windows(xp: np.ndarray, kernel, stride, dilation, out_hw) -> np.ndarray:
-    """A read-only strided *view* of every receptive field of a padded input (no copy).
-
-    (N, C, Hp, Wp) -> (N, C, kH, kW, Ho, Wo), where
-    view[n, c, i, j, y, x] = xp[n, c, y·sH + i·dH, x·sW + j·dW].
-    """
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out_hw
-    s_n, s_c, s_h, s_w = xp.strides
-    return as_strided(
-        xp,
-        shape=(xp.shape[0], xp.shape[1], kh, kw, ho, wo),
-        strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw),
-        writeable=False,
-    )
-
-
-def im2col(x, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out: np.ndarray | None = None):
-    """Receptive fields as the columns of one matrix: (N, C, H, W) -> (C·kH·kW, N·Ho·Wo), plus (Ho, Wo).
-
-    Row r = (c, i, j) and column m = (n, y, x), both in C order, hold xp[n, c, y·sH + i·dH, x·sW + j·dW],
-    so ``weight.reshape(O, K) @ cols`` is the convolution of the whole batch in a single matrix
-    product (one BLAS call, however small the images). ``out`` (the right shape and dtype) is
-    filled in place instead of allocating: a convolution layer reuses one buffer across steps.
-    """
-    n, c, h, w = x.shape
-    kernel, stride, padding, dilation = _geometry(kernel, stride, padding, dilation)
-    ho = conv_output_size(h, kernel[0], stride[0], padding[0], dilation[0])
-    wo = conv_output_size(w, kernel[1], stride[1], padding[1], dilation[1])
-    if ho < 1 or wo < 1:
-        raise ValueError(
-            f"input of spatial size ({h}, {w}) with padding {padding} is smaller than the dilated kernel "
-            f"{kernel} (dilation {dilation}); output size would be ({ho}, {wo})"
-        )
-    view = windows(pad2d(x, padding), kernel, stride, dilation, (ho, wo))  # (N, C, kH, kW, Ho, Wo), no copy
-    k = c * kernel[0] * kernel[1]
-    if out is None:
-        out = np.empty((k, n * ho * wo), dtype=x.dtype)
-    # the one copy: (N, C, kH, kW, Ho, Wo) -> (C, kH, kW, N, Ho, Wo) = (K, N·L); rows of Wo stay contiguous
-    np.copyto(out.reshape(c, kernel[0], kernel[1], n, ho, wo), view.transpose(1, 2, 3, 0, 4, 5))
-    return out, (ho, wo)
-
-
-def col2im(cols, x_shape, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> np.ndarray:
-    """The adjoint of ``im2col``: add every column entry back onto the input pixel it came from.
-
-    (C·kH·kW, N·Ho·Wo) -> (N, C, H, W). A pixel covered by several receptive fields receives the
-    sum of their entries. Vectorised over N, C and pixels; the only loop runs over the kH·kW kernel
-    offsets, each adding one strided (C, N, Ho, Wo) slab into a zero-padded buffer.
-    """
-    n, c, h, w = x_shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _geometry(kernel, stride, padding, dilation)
-    ho = conv_output_size(h, kh, sh, ph, dh)
-    wo = conv_output_size(w, kw, sw, pw, dw)
-    cols6 = cols.reshape(c, kh, kw, n, ho, wo)  # (K, N·L) -> (C, kH, kW, N, Ho, Wo)
-    # Accumulate channel-major, (C, N, Hp, Wp), the order of the rows of cols: each offset's
-    # source slab cols6[:, i, j] is then read contiguously (a third faster than adding it
-    # transposed into NCHW); one transposing copy at the end gives (N, C, H, W).
-    dxp = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            # entry (c, i, j, n, y, x) was copied from xp[n, c, y·sH + i·dH, x·sW + j·dW]
-            rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
-            cols_ = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
-            dxp[:, :, rows, cols_] += cols6[:, i, j]  # (C, N, Ho, Wo) slab
-    # the padding received gradient too; it is dropped: (C, N, Hp, Wp) -> (N, C, H, W)
-    return np.ascontiguousarray(dxp[:, :, ph : ph + h, pw : pw + w].transpose(1, 0, 2, 3))
-
-
-def conv_input_grad_stride1(dy2, weight, x_shape, padding, dilation, grid=None, dxp=None) -> np.ndarray:
-    """dL/dx of a stride-1 convolution without the (K, N·L) column matrix: ``col2im(W₂ᵀ dY₂)``, faster.
-
-    Args:
-        dy2: the upstream gradient as (O, N·Ho·Wo) (``Y₂``'s layout).
-        weight: (O, C, kH, kW). x_shape: (N, C, H, W). padding, dilation: pairs.
-        grid, dxp: optional reusable buffers of shapes (O, N·Hp·Wp) (its zero border is kept) and
-            (C, N·Hp·Wp + max_off).
-
-    The padded-grid trick. Index every output position by where its window starts in the padded
-    input, q = n·Hp·Wp + y·Wp + x. With stride 1 the input pixel that kernel tap (i, j) of output q
-    reads is then q + off_ij, off_ij = i·dH·Wp + j·dW, for every image at once, so
-
-        dXp[c, q + off_ij] += Σ_o W[o, c, i, j] · dY[o, q]      for each tap (i, j)
-
-    is one (C, O) @ (O, M) product added into a *contiguous shifted slice* of the flat padded
-    gradient (M = N·Hp·Wp grid positions; positions with y ≥ Ho or x ≥ Wo are not outputs and carry
-    dY = 0, so they add nothing). Done in column chunks of ~2 MB, each tap's product is added while it
-    is still in cache: no (K, N·L) intermediate is written to memory and read back, and every add
-    runs over thousands of contiguous elements instead of rows of Wo.
-    """
-    n, c, h, w = x_shape
-    o, _, kh, kw = weight.shape
-    (ph, pw), (dh, dw) = padding, dilation
-    hp, wp = h + 2 * ph, w + 2 * pw
-    ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
-    m, max_off = n * hp * wp, (kh - 1) * dh * wp + (kw - 1) * dw
-    if grid is None or grid.shape != (o, m) or grid.dtype != dy2.dtype:
-        grid = np.zeros((o, m), dtype=dy2.dtype)
-    np.copyto(grid.reshape(o, n, hp, wp)[:, :, :ho, :wo], dy2.reshape(o, n, ho, wo))  # (O, N·L) onto the grid
-    if dxp is None or dxp.shape != (c, m + max_off) or dxp.dtype != dy2.dtype:
-        dxp = np.empty((c, m + max_off), dtype=dy2.dtype)
-    dxp.fill(0)
-    taps = [(np.ascontiguousarray(weight[:, :, i, j].T), i * dh * wp + j * dw) for i in range(kh) for j in range(kw)]
-    chunk = min(m, max(4096, (1 << 21) // ((c + o) * dy2.itemsize)))  # C + O rows of a chunk ≈ 2 MB
-    slab = np.empty((c, chunk), dtype=dy2.dtype)
-    for s in range(0, m, chunk):
-        e = min(s + chunk, m)
-        for w_t, off in taps:  # kH·kW taps
-            part = np.matmul(w_t, grid[:, s:e], out=slab[:, : e - s])  # (C, O) @ (O, chunk) -> (C, chunk)
-            dxp[:, s + off : e + off] += part
-    # (C, N·Hp·Wp) -> crop the padding -> (N, C, H, W)
-    dx = np.empty(x_shape, dtype=dy2.dtype)
-    np.copyto(dx, dxp[:, :m].reshape(c, n, hp, wp)[:, :, ph : ph + h, pw : pw + w].transpose(1, 0, 2, 3))
-    return dx, grid, dxp
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'same', 'valid'}}")
+        if padding == "valid":
+            return 0, 0, 0, 0
+        if stride != (1, 1):
+            raise ValueError("padding='same' is not supported for strided convolutions")
+        (kh, kw), (dh, dw) = kernel, dilation
+        th, tw = dh * (kh - 1), dw * (kw - 1)
+        return th // 2, th - th // 2, tw // 2, tw - tw // 2
+    ph, pw = _pair(padding, "padding")
+    return ph, ph, pw, pw
 
 
 class Conv2d(Module):
     """2-D cross-correlation over NCHW images (what deep learning calls convolution).
 
-    y[n, o, y, x] = b[o] + Σ_{c, i, j} W[o, c, i, j] · xp[n, c, y·sH + i·dH, x·sW + j·dW]
+    y[n, o, y, x] = b[o] + Σ_{c ∈ group(o), i, j} W[o, c, i, j] · xp[n, c, y·sH + i·dH, x·sW + j·dW]
 
-    where xp is x zero-padded by ``padding``. Twin: ``torch.nn.Conv2d`` (``groups=1``,
-    ``padding_mode="zeros"``).
+    where xp is x padded by ``padding`` with ``padding_mode``, and group(o) is the slice of C / G
+    input channels that output channel o's group reads (``groups`` = G; all C when G = 1,
+    one channel per filter for a depthwise convolution, G = C). Twin: ``torch.nn.Conv2d``, same
+    positional arguments.
 
     Args:
-        in_channels, out_channels: C and O.
-        kernel_size, stride, padding, dilation: an int or a pair (height, width), as torch.
+        in_channels, out_channels: C and O (both divisible by ``groups``).
+        kernel_size, stride, dilation: an int or a pair (height, width), as torch.
+        padding: an int, a pair, "valid" (none) or "same" (stride 1: output size = input size; an
+            even dilated kernel pads one more at the bottom/right, as torch).
+        groups: G; channels are split into G groups convolved separately (default 1).
         bias: learn an additive per-channel bias (default True).
+        padding_mode: "zeros" (default), "reflect", "replicate" or "circular", as torch.
+        device: None or "cpu" (NumPy arrays live in host memory).
         dtype: parameter dtype (default float32).
 
-    Shape: input (N, C, H, W) -> output (N, O, Ho, Wo),
-        Ho = floor((H + 2·pH − dH·(kH − 1) − 1) / sH) + 1, likewise Wo.
+    Shape: input (N, C, H, W) or unbatched (C, H, W) -> output (N, O, Ho, Wo) or (O, Ho, Wo),
+        Ho = floor((H + pT + pB − dH·(kH − 1) − 1) / sH) + 1, likewise Wo. N may be 0.
 
     Attributes:
-        weight: (O, C, kH, kW), init kaiming_uniform_(a=√5), i.e. U(−1/√K, 1/√K), K = C·kH·kW.
+        weight: (O, C / G, kH, kW), init kaiming_uniform_(a=√5), i.e. U(−1/√K, 1/√K),
+            K = (C / G)·kH·kW.
         bias: (O,), init U(−1/√K, 1/√K).
         needs_input_grad: whether ``backward`` computes dL/dx (default True). Set it False on a
             network's first layer when its input is data: ``backward`` then returns None and skips
             the W₂ᵀ dY product and col2im (as ``numpy_nn.Linear``; torch's ``ctx.needs_input_grad``).
+
+    Groups: im2col's rows are ordered (c, i, j), so the K/G rows of group g form one contiguous block
+    and the G products ``W_g (O/G, K/G) @ cols_g (K/G, N·L)`` are one batched ``matmul`` of
+    (G, O/G, K/G) by (G, K/G, N·L): no copy, no loop over groups.
+
+    Padding other than symmetric zeros ("same" with an even kernel, or another ``padding_mode``)
+    is applied first, explicitly, with ``numpy_nn.padding.pad2d_mode`` (torch does the same with
+    ``F.pad``); the backward scatters the padded gradient back with its adjoint.
 
     Memory: the layer keeps its column matrix (K, N·L) between forward and backward and reuses
     that buffer, and the one for its gradient, from one batch to the next (no fresh page faults).
@@ -216,23 +109,43 @@ class Conv2d(Module):
         stride=1,
         padding=0,
         dilation=1,
+        groups: int = 1,
         bias: bool = True,
+        padding_mode: str = "zeros",
+        device=None,
         dtype=np.float32,
     ):
         super().__init__()
-        if isinstance(padding, str):
-            raise NotImplementedError(f"padding={padding!r}: only integer padding is supported")
-        self.in_channels, self.out_channels = in_channels, out_channels
+        if device not in (None, "cpu"):
+            raise ValueError(f"numpy_nn keeps arrays in host memory: device must be None or 'cpu', got {device!r}")
+        if groups <= 0:
+            raise ValueError("groups must be a positive integer")
+        if in_channels % groups != 0:
+            raise ValueError("in_channels must be divisible by groups")
+        if out_channels % groups != 0:
+            raise ValueError("out_channels must be divisible by groups")
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(
+                f"padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode='{padding_mode}'"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
         self.dilation = _pair(dilation, "dilation")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
+        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")  # torch keeps the string
+        self.padding_mode = padding_mode
+        self._pads = conv_padding(padding, self.kernel_size, self.stride, self.dilation)  # (top, bottom, left, right)
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1 or min(self._pads) < 0:
             raise ValueError(
                 f"invalid Conv2d geometry: kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}"
             )
-        self.weight = Parameter(np.empty((out_channels, in_channels, *self.kernel_size), dtype=dtype))
+        t, b, l, r = self._pads
+        # pad explicitly before the convolution, or let im2col pad symmetric zeros on the fly
+        self._explicit_pad = padding_mode != "zeros" or t != b or l != r
+        self._im2col_padding = (0, 0) if self._explicit_pad else (t, l)
+        dtype = np.float32 if dtype is None else dtype
+        self.weight = Parameter(np.empty((out_channels, in_channels // groups, *self.kernel_size), dtype=dtype))
         self.bias = Parameter(np.empty((out_channels,), dtype=dtype)) if bias else None
         self._cols = None  # (K, N·L) column buffer, refilled by every forward
         self._dcols = None  # (K, N·L) gradient-of-columns buffer, refilled by every backward
@@ -255,20 +168,40 @@ class Conv2d(Module):
             buf = np.empty(shape, dtype=dtype)
         return buf
 
+    def _grouped(self, a: np.ndarray) -> np.ndarray:
+        """(G·R, M) -> (G, R, M), a view: the rows of each group are one contiguous block."""
+        return a.reshape(self.groups, a.shape[0] // self.groups, a.shape[1])
+
     def forward(self, x):
         _check_dtype(x, self.weight.data, "Conv2d")
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"Conv2d expects input (N, {self.in_channels}, H, W), got shape {x.shape}")
+        if x.ndim not in (3, 4) or x.shape[-3] != self.in_channels:
+            c = self.in_channels
+            raise ValueError(f"Conv2d expects input (N, {c}, H, W) or unbatched ({c}, H, W), got shape {x.shape}")
+        self._unbatched = x.ndim == 3
+        if self._unbatched:
+            x = x[None]  # (C, H, W) -> (1, C, H, W), a view
+        self._x_in_shape = x.shape
+        if self._explicit_pad:
+            x = pad2d_mode(x, self._pads, self.padding_mode)  # (N, C, H, W) -> (N, C, Hp, Wp)
+        y = self._conv_forward(x)
+        return y[0] if self._unbatched else y
+
+    def _conv_forward(self, x):
         n, c, h, w = x.shape
-        (kh, kw), o = self.kernel_size, self.out_channels
-        ho = conv_output_size(h, kh, self.stride[0], self.padding[0], self.dilation[0])
-        wo = conv_output_size(w, kw, self.stride[1], self.padding[1], self.dilation[1])
+        (kh, kw), o, pad = self.kernel_size, self.out_channels, self._im2col_padding
+        ho = conv_output_size(h, kh, self.stride[0], pad[0], self.dilation[0])
+        wo = conv_output_size(w, kw, self.stride[1], pad[1], self.dilation[1])
         self._cols = self._buffer(self._cols, (c * kh * kw, n * max(ho, 0) * max(wo, 0)), x.dtype)
-        cols, (ho, wo) = im2col(x, self.kernel_size, self.stride, self.padding, self.dilation, out=self._cols)
+        cols, (ho, wo) = im2col(x, self.kernel_size, self.stride, pad, self.dilation, out=self._cols)
         self._x_shape = x.shape
-        w2 = self.weight.data.reshape(o, -1)  # (O, C, kH, kW) -> (O, K)
         self._y2 = self._buffer(self._y2, (o, cols.shape[1]), x.dtype)
-        y2 = np.matmul(w2, cols, out=self._y2)  # (O, K) @ (K, N·L) -> (O, N·L): the whole batch in one product
+        if self.groups == 1:
+            w2 = self.weight.data.reshape(o, -1)  # (O, C, kH, kW) -> (O, K)
+            y2 = np.matmul(w2, cols, out=self._y2)  # (O, K) @ (K, N·L) -> (O, N·L): the whole batch in one product
+        else:  # (G, O/G, K/G) @ (G, K/G, N·L) -> (G, O/G, N·L) = (O, N·L)
+            np.matmul(self.weight.data.reshape(self.groups, o // self.groups, -1), self._grouped(cols),
+                      out=self._grouped(self._y2))
+            y2 = self._y2
         y = np.empty((n, o, ho, wo), dtype=x.dtype)
         y_onhw = y2.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)  # (O, N·L) -> (N, O, Ho, Wo), a view
         if self.bias is not None:  # the copy to NCHW and the bias add in one pass
@@ -278,33 +211,49 @@ class Conv2d(Module):
         return y
 
     def backward(self, grad_output):
+        if self._unbatched:
+            grad_output = grad_output[None]  # (O, Ho, Wo) -> (1, O, Ho, Wo)
+        dx = self._conv_backward(grad_output)
+        if dx is None:
+            return None
+        if self._explicit_pad:  # y = conv(pad(x)): the padded positions' gradient goes back to the pixels they copy
+            dx = pad2d_mode_backward(dx, self._pads, self.padding_mode, self._x_in_shape)
+        return dx[0] if self._unbatched else dx
+
+    def _conv_backward(self, grad_output):
         # Y = W₂ · cols + b        W₂ (O, K)  cols (K, N·L)  Y (O, N·L)
         # db = Σ_{n,l} dY          -> (O,)
         # dW₂ = dY colsᵀ           (O, N·L)(N·L, K) -> (O, K) -> (O, C, kH, kW)
         # dcols = W₂ᵀ dY           (K, O)(O, N·L) -> (K, N·L)
         # dX = col2im(dcols)       (K, N·L) -> (N, C, H, W): each pixel sums the column entries
         #                          copied from it (convolution's gradient is a transposed convolution)
-        n, o = grad_output.shape[0], self.out_channels
+        # With G groups each group g is the same with W_g (O/G, K/G), cols_g, dY_g: dW_g = dY_g cols_gᵀ,
+        # dcols_g = W_gᵀ dY_g, as batched products over the leading G axis. An empty batch (N = 0)
+        # gives sums over nothing: dW = 0, db = 0, dX empty.
+        n, o, g = grad_output.shape[0], self.out_channels, self.groups
         # (N, O, Ho, Wo) -> (O, N, Ho, Wo) = (O, N·L): the layout of Y₂, one transposing copy
         self._y2 = self._buffer(self._y2, (o, self._cols.shape[1]), grad_output.dtype)
         dy = self._y2  # the forward's product buffer is free again: reuse it for dY₂
         np.copyto(dy.reshape(o, n, *grad_output.shape[2:]), grad_output.transpose(1, 0, 2, 3))
         if self.bias is not None:
             self.bias.accumulate_grad(dy.sum(axis=1))
-        # computed as (cols dYᵀ)ᵀ: (K, N·L)(N·L, O) -> (K, O), BLAS reading dYᵀ in place, is the faster
-        # orientation for this long inner dimension; the small (K, O) result is transposed after
-        dw = np.matmul(self._cols, dy.T).T
+        if g == 1:
+            # computed as (cols dYᵀ)ᵀ: (K, N·L)(N·L, O) -> (K, O), BLAS reading dYᵀ in place, is the faster
+            # orientation for this long inner dimension; the small (K, O) result is transposed after
+            dw = np.matmul(self._cols, dy.T).T
+        else:  # (G, K/G, N·L) @ (G, N·L, O/G) -> (G, K/G, O/G), transposed to (G, O/G, K/G)
+            dw = np.matmul(self._grouped(self._cols), self._grouped(dy).transpose(0, 2, 1)).transpose(0, 2, 1)
         self.weight.accumulate_grad(np.ascontiguousarray(dw).reshape(self.weight.shape))
         if not self.needs_input_grad:
             return None
-        if self.stride == (1, 1):  # same dX, computed tap by tap in cache (see conv_input_grad_stride1)
+        if self.stride == (1, 1) and g == 1:  # same dX, computed tap by tap in cache (see conv_input_grad_stride1)
             dx, self._grid, self._dxp = conv_input_grad_stride1(
-                dy, self.weight.data, self._x_shape, self.padding, self.dilation, self._grid, self._dxp)
+                dy, self.weight.data, self._x_shape, self._im2col_padding, self.dilation, self._grid, self._dxp)
             return dx
-        w2 = self.weight.data.reshape(o, -1)
         self._dcols = self._buffer(self._dcols, self._cols.shape, grad_output.dtype)
-        np.matmul(w2.T, dy, out=self._dcols)  # (K, O) @ (O, N·L) -> (K, N·L)
-        return col2im(self._dcols, self._x_shape, self.kernel_size, self.stride, self.padding, self.dilation)
+        w3 = self.weight.data.reshape(g, o // g, -1)  # (G, O/G, K/G)
+        np.matmul(w3.transpose(0, 2, 1), self._grouped(dy), out=self._grouped(self._dcols))  # (G, K/G, N·L)
+        return col2im(self._dcols, self._x_shape, self.kernel_size, self.stride, self._im2col_padding, self.dilation)
 
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
@@ -312,6 +261,10 @@ class Conv2d(Module):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode}"
         return s

@@ -26,7 +26,9 @@ class _BatchNorm(Module):
         num_batches_tracked ← num_batches_tracked + 1
 
     (``momentum=None``: a cumulative average, factor 1 / num_batches_tracked), and evaluation
-    normalises with them instead. Exactly torch's rules.
+    normalises with them instead. Exactly torch's rules, edge cases included: an empty batch
+    (M = 0) gives an empty output and gradient, leaves the running estimates as they are and
+    still counts in ``num_batches_tracked``; M = 1 in training is an error (no variance).
 
     Args:
         num_features: C.
@@ -89,8 +91,15 @@ class _BatchNorm(Module):
         bshape = (1, -1) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable (1, C, 1, ...)
         m = x.size // x.shape[1]
         self._batch_stats = self.training or not self.track_running_stats
+        if self._batch_stats and m == 0:
+            # An empty batch (torch's rule): an empty output, running statistics untouched, but the
+            # batch is counted (num_batches_tracked + 1, which a cumulative average then divides by).
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked[...] += 1
+            self._xhat, self._invstd, self._axes, self._bshape = x.copy(), None, axes, bshape
+            return x.copy()
         if self._batch_stats:
-            if m <= 1:
+            if m == 1:  # one value per channel: its variance is 0, nothing to normalise with (torch's error)
                 raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
             # Statistics accumulate in float64 whatever the input dtype, as torch's CPU kernels do
             # (float32 sums of M values lose ~M·2⁻²⁴ relative; the mean of data far from 0 suffers).
@@ -130,6 +139,11 @@ class _BatchNorm(Module):
         # computed as γ invstd (dy − mean(dy) − x̂ mean(dy x̂)) (same formula, 1/M distributed).
         # Evaluation (running statistics are constants): dx = γ invstd dy.
         dy, xhat, axes, bshape = grad_output, self._xhat, self._axes, self._bshape
+        if self._invstd is None:  # the empty batch: sums over no values, dγ = dβ = 0, dx empty
+            if self.affine:
+                self.weight.accumulate_grad(np.zeros_like(self.weight.data))
+                self.bias.accumulate_grad(np.zeros_like(self.bias.data))
+            return np.empty_like(dy)
         gamma = self.weight.data if self.affine else np.ones_like(self._invstd)
         scale = (gamma * self._invstd).reshape(bshape)  # γ · invstd, (1, C, 1, ...)
         if self.affine or self._batch_stats:

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv import _pair, conv_output_size, pad2d
+from .im2col import _pair, conv_output_size, pad2d
 from .module import Module
 
 
-def _pool_geometry(x, kernel, stride, padding):
+def as_batch(x: np.ndarray, name: str) -> tuple[np.ndarray, bool]:
+    """(N, C, H, W) as is, or unbatched (C, H, W) as a (1, C, H, W) view (torch accepts both);
+    also says which, so the output and the input gradient drop the batch axis again."""
+    if x.ndim == 3:
+        return x[None], True
     if x.ndim != 4:
-        raise ValueError(f"pooling expects input (N, C, H, W), got shape {x.shape}")
+        raise ValueError(f"{name} expects input (N, C, H, W) or unbatched (C, H, W), got shape {x.shape}")
+    return x, False
+
+
+def _pool_geometry(x, kernel, stride, padding):
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     if ph > kh // 2 or pw > kw // 2:
         raise ValueError(f"pad should be at most half of effective kernel size, but got pad={padding}, kernel_size={kernel}")
@@ -105,7 +113,8 @@ class MaxPool2d(_Pool2d):
         stride: window step (default ``kernel_size``).
         padding: implicit −∞ padding on both sides, at most half the kernel.
 
-    Shape: (N, C, H, W) -> (N, C, Ho, Wo), Ho = floor((H + 2·pH − kH) / sH) + 1, likewise Wo.
+    Shape: (N, C, H, W) -> (N, C, Ho, Wo), or unbatched (C, H, W) -> (C, Ho, Wo),
+        Ho = floor((H + 2·pH − kH) / sH) + 1, likewise Wo.
 
     Example:
         >>> MaxPool2d(2)(np.arange(16.0).reshape(1, 1, 4, 4))[0, 0]
@@ -115,13 +124,14 @@ class MaxPool2d(_Pool2d):
 
 
     def forward(self, x):
+        x, self._unbatched = as_batch(x, "MaxPool2d")
         ho, wo = _pool_geometry(x, self.kernel_size, self.stride, self.padding)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         xp = pad2d(x, self.padding, value=-np.inf)  # (N, C, Hp, Wp)
         rows, self._col_arg = _max_along(xp, 3, kw, sw, wo)  # (N, C, Hp, Wp) -> (N, C, Hp, Wo)
         y, self._row_arg = _max_along(rows, 2, kh, sh, ho)  # (N, C, Hp, Wo) -> (N, C, Ho, Wo)
         self._padded_hw = xp.shape[2:]
-        return y
+        return y[0] if self._unbatched else y
 
     def backward(self, grad_output):
         # y = max_i r_i (the H pass), r = max_j xp_j (the W pass, per row):
@@ -130,9 +140,12 @@ class MaxPool2d(_Pool2d):
         # Together: dxp[first arg-max of each window] += dy, torch's gradient, ties included.
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         hp, wp = self._padded_hw
+        if self._unbatched:
+            grad_output = grad_output[None]
         d_rows = _route_along(grad_output, self._row_arg, 2, kh, sh, hp)  # (N, C, Ho, Wo) -> (N, C, Hp, Wo)
         dxp = _route_along(d_rows, self._col_arg, 3, kw, sw, wp)  # (N, C, Hp, Wo) -> (N, C, Hp, Wp)
-        return dxp[:, :, ph : hp - ph, pw : wp - pw]
+        dx = dxp[:, :, ph : hp - ph, pw : wp - pw]
+        return dx[0] if self._unbatched else dx
 
 
 
@@ -147,11 +160,13 @@ class AvgPool2d(_Pool2d):
         stride: window step (default ``kernel_size``).
         padding: implicit zero padding on both sides, at most half the kernel.
 
-    Shape: (N, C, H, W) -> (N, C, Ho, Wo), Ho = floor((H + 2·pH − kH) / sH) + 1, likewise Wo.
+    Shape: (N, C, H, W) -> (N, C, Ho, Wo), or unbatched (C, H, W) -> (C, Ho, Wo),
+        Ho = floor((H + 2·pH − kH) / sH) + 1, likewise Wo.
     """
 
 
     def forward(self, x):
+        x, self._unbatched = as_batch(x, "AvgPool2d")
         ho, wo = _pool_geometry(x, self.kernel_size, self.stride, self.padding)
         kh, kw = self.kernel_size
         xp = pad2d(x, self.padding)
@@ -161,19 +176,22 @@ class AvgPool2d(_Pool2d):
             for j in range(kw):
                 y += xp[_offset_slices(i, j, self.stride, (ho, wo))]
         y *= x.dtype.type(1.0 / (kh * kw))
-        return y
+        return y[0] if self._unbatched else y
 
     def backward(self, grad_output):
         # y = (1/k) Σ_{window} xp   =>   every window element receives dy / k, k = kH·kW;
         # overlapping windows add (the "+=" over offsets).
         n, c, h, w = self._x_shape
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        if self._unbatched:
+            grad_output = grad_output[None]
         share = grad_output * grad_output.dtype.type(1.0 / (kh * kw))
         dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_output.dtype)
         for i in range(kh):
             for j in range(kw):
                 dxp[_offset_slices(i, j, self.stride, self._out_hw)] += share
-        return dxp[:, :, ph : ph + h, pw : pw + w]
+        dx = dxp[:, :, ph : ph + h, pw : pw + w]
+        return dx[0] if self._unbatched else dx
 
 
 
@@ -182,7 +200,7 @@ class AdaptiveAvgPool2d(Module):
 
     Twin: ``torch.nn.AdaptiveAvgPool2d`` for ``output_size`` 1 or (1, 1), the only sizes supported.
 
-    Shape: (N, C, H, W) -> (N, C, 1, 1).
+    Shape: (N, C, H, W) -> (N, C, 1, 1), or unbatched (C, H, W) -> (C, 1, 1).
     """
 
     def __init__(self, output_size=1):
@@ -192,15 +210,14 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = output_size
 
     def forward(self, x):
-        if x.ndim != 4:
-            raise ValueError(f"AdaptiveAvgPool2d expects input (N, C, H, W), got shape {x.shape}")
+        as_batch(x, "AdaptiveAvgPool2d")  # (N, C, H, W) or (C, H, W): the mean is over the last two axes
         self._x_shape = x.shape
-        return x.mean(axis=(2, 3), keepdims=True, dtype=x.dtype)  # (N, C, H, W) -> (N, C, 1, 1)
+        return x.mean(axis=(-2, -1), keepdims=True, dtype=x.dtype)  # (..., H, W) -> (..., 1, 1)
 
     def backward(self, grad_output):
         # y = (1/(H·W)) Σ x  =>  dx = dy / (H·W), broadcast over the H×W pixels.
-        h, w = self._x_shape[2:]
-        share = grad_output * grad_output.dtype.type(1.0 / (h * w))  # (N, C, 1, 1)
+        h, w = self._x_shape[-2:]
+        share = grad_output * grad_output.dtype.type(1.0 / (h * w))  # (N, C, 1, 1) or (C, 1, 1)
         return np.broadcast_to(share, self._x_shape).copy()
 
     def extra_repr(self):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 
 def _umask() -> int:
@@ -36,11 +38,13 @@ def atomic_write(path: str | os.PathLike, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = str(path)  # e.g. ENOSPC from write(): name the file it was writing
         raise
 
 
@@ -53,7 +57,38 @@ def save(state_dict: dict, path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path: str | os.PathLike) -> "OrderedDict[str, np.ndarray]":
-    """Read a ``.npz`` written by ``save`` with ``allow_pickle=False``; keys keep their order."""
+def npz_headers(path: str | os.PathLike) -> "OrderedDict[str, tuple[tuple[int, ...], np.dtype]]":
+    """``{name: (shape, dtype)}`` of every member of a ``.npz``, read from the ``.npy`` headers only.
+
+    No array data is read, so a member declaring gigabytes costs nothing here: callers compare
+    these headers with what they expect *before* ``load`` allocates anything. Raises
+    ``ValueError`` for a member that is not a ``.npy`` file or whose header is malformed, and
+    ``zipfile.BadZipFile`` / ``OSError`` for a file that is not a zip archive.
+    """
+    out: OrderedDict[str, tuple[tuple[int, ...], np.dtype]] = OrderedDict()
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ValueError(f"member {info.filename!r} is not a .npy array")
+            with zf.open(info) as f:
+                version = npy_format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = npy_format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, _, dtype = npy_format.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"member {info.filename!r}: unsupported .npy version {version}")
+            out[info.filename[: -len(".npy")]] = (tuple(int(n) for n in shape), np.dtype(dtype))
+    return out
+
+
+def load(path: str | os.PathLike, check=None) -> "OrderedDict[str, np.ndarray]":
+    """Read a ``.npz`` written by ``save`` with ``allow_pickle=False``; keys keep their order.
+
+    ``check``, if given, is called as ``check(npz_headers(path))`` before any array is read
+    (it raises to refuse the file), so a member of absurd size is never allocated.
+    """
+    if check is not None:
+        check(npz_headers(path))
     with np.load(path, allow_pickle=False) as z:
         return OrderedDict((k, z[k]) for k in z.files)

@@ -7,7 +7,9 @@ gradients compared by name, shape, dtype and value (float64 at torch's defaults,
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
 
 import numpy as np
 import pytest
@@ -126,10 +128,12 @@ def test_im2col_col2im_match_torch_unfold_fold(geometry, dtype):
     "bad",
     [
         dict(x_shape=(2, 4, 8, 8), error=ValueError, match="expects input"),  # wrong channel count
-        dict(x_shape=(3, 8, 8), error=ValueError, match="expects input"),  # no batch axis
+        dict(x_shape=(4, 8, 8), error=ValueError, match="expects input"),  # unbatched, wrong channel count
+        dict(x_shape=(3, 8), error=ValueError, match="expects input"),  # 2-D
+        dict(x_shape=(1, 2, 3, 8, 8), error=ValueError, match="expects input"),  # 5-D
         dict(x_shape=(2, 3, 2, 8), error=ValueError, match="smaller than the dilated kernel"),
     ],
-    ids=["channels", "3d", "too-small"],
+    ids=["channels", "3d-channels", "2d", "5d", "too-small"],
 )
 def test_conv2d_rejects_bad_input(bad):
     with pytest.raises(bad["error"], match=bad["match"]):
@@ -139,3 +143,162 @@ def test_conv2d_rejects_bad_input(bad):
 def test_conv2d_rejects_mismatched_dtype():
     with pytest.raises(TypeError, match="dtype"):
         Conv2d(3, 4, 3)(np.zeros((1, 3, 5, 5), np.float64))
+
+
+# -- torch's signature, groups, padding strings and modes, empty and unbatched input (issue 10 §7) ----
+
+
+def test_conv2d_signature_is_torchs():
+    """Same parameter names in the same order, same defaults (dtype: None means float32 in both)."""
+    ours, theirs = inspect.signature(Conv2d).parameters, inspect.signature(nn.Conv2d).parameters
+    assert list(ours) == list(theirs)
+    for name, p in theirs.items():
+        if name != "dtype":
+            assert ours[name].default == p.default, name
+    assert Conv2d(3, 4, 3, dtype=None).weight.dtype == np.float32
+
+
+@dtypes
+def test_conv2d_torch_positional_arguments(dtype):
+    """The reproduction: torch's positional order (..., dilation, groups, bias, padding_mode)."""
+    args = (3, 4, (3, 2), 1, 0, 1, 1, False)
+    conv = Conv2d(*args)
+    assert conv.bias is None and conv.groups == 1
+    assert_layer_parity(conv, nn.Conv2d(*args), (2, 3, 6, 5), dtype)
+    args = (4, 6, 3, 2, 1, 1, 2, True, "reflect")
+    assert_layer_parity(Conv2d(*args), nn.Conv2d(*args), (2, 4, 7, 6), dtype)
+
+
+# id -> (Conv2d positional (C_in, C_out, kernel), kwargs, input shape)
+GROUP_CASES = {
+    "g2-k3-p1": ((4, 6, 3), dict(groups=2, padding=1), (2, 4, 6, 7)),
+    "g3-k1": ((6, 3, 1), dict(groups=3), (2, 6, 5, 4)),
+    "g2-k2x3-s2-d(1,2)-nobias": ((4, 4, (2, 3)), dict(groups=2, stride=2, dilation=(1, 2), bias=False), (2, 4, 9, 9)),
+    "depthwise-k3-p1": ((4, 4, 3), dict(groups=4, padding=1), (2, 4, 6, 7)),
+    "depthwise-x2-k3-s2": ((3, 6, 3), dict(groups=3, stride=2), (2, 3, 7, 8)),
+    "depthwise-k5-p2-s(1,2)-batch1": ((2, 2, 5), dict(groups=2, padding=2, stride=(1, 2)), (1, 2, 6, 9)),
+}
+
+
+@dtypes
+@pytest.mark.parametrize("case", list(GROUP_CASES))
+def test_conv2d_groups(case, dtype):
+    args, kwargs, shape = GROUP_CASES[case]
+    conv = Conv2d(*args, **kwargs)
+    assert conv.weight.shape == (args[1], args[0] // kwargs["groups"], *conv.kernel_size)
+    assert_layer_parity(conv, nn.Conv2d(*args, **kwargs), shape, dtype)
+
+
+PADDING_CASES = {
+    "same-k3": ((3, 4, 3), dict(padding="same"), (2, 3, 6, 7)),
+    "same-k(3,2)-even": ((3, 4, (3, 2)), dict(padding="same"), (2, 3, 6, 7)),
+    "same-k4-d(1,2)": ((3, 4, 4), dict(padding="same", dilation=(1, 2)), (2, 3, 9, 8)),
+    "same-k2-d3": ((3, 4, 2), dict(padding="same", dilation=3), (2, 3, 8, 9)),
+    "same-k4-g2": ((4, 2, 4), dict(padding="same", groups=2), (2, 4, 7, 6)),
+    "valid-k3": ((3, 4, 3), dict(padding="valid"), (2, 3, 6, 7)),
+    "valid-k3-s2": ((3, 4, 3), dict(padding="valid", stride=2), (2, 3, 7, 8)),
+    "reflect-p1": ((3, 4, 3), dict(padding=1, padding_mode="reflect"), (2, 3, 5, 6)),
+    "reflect-p(2,3)-s2": ((3, 4, 3), dict(padding=(2, 3), padding_mode="reflect", stride=2), (2, 3, 5, 6)),
+    "reflect-same-k(2,4)-g2": ((4, 4, (2, 4)), dict(padding="same", padding_mode="reflect", groups=2), (2, 4, 5, 6)),
+    "replicate-p(1,3)-s2": ((3, 4, 3), dict(padding=(1, 3), padding_mode="replicate", stride=2), (2, 3, 5, 6)),
+    "replicate-p4-k5-larger-than-input": ((2, 3, 5), dict(padding=4, padding_mode="replicate"), (2, 2, 3, 3)),
+    "circular-p(2,1)": ((3, 4, 3), dict(padding=(2, 1), padding_mode="circular"), (2, 3, 5, 6)),
+    "circular-p3-full-wrap-d2": ((2, 3, 3), dict(padding=3, padding_mode="circular", dilation=2), (2, 2, 3, 4)),
+    "circular-same-k4": ((3, 4, 4), dict(padding="same", padding_mode="circular"), (2, 3, 6, 5)),
+}
+
+
+@dtypes
+@pytest.mark.parametrize("case", list(PADDING_CASES))
+def test_conv2d_padding_strings_and_modes(case, dtype):
+    args, kwargs, shape = PADDING_CASES[case]
+    res = assert_layer_parity(Conv2d(*args, **kwargs), nn.Conv2d(*args, **kwargs), shape, dtype)
+    if kwargs.get("padding") == "same":
+        assert res["y_np"].shape[2:] == shape[2:]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(padding="same", stride=2), dict(padding="same", stride=(1, 2)), dict(padding="full"),
+     dict(padding_mode="bogus"), dict(groups=0), dict(groups=2), dict(groups=3, bias=False)],
+    ids=["same-strided", "same-strided-w", "bad-string", "bad-mode", "groups0", "groups-in", "groups-out"],
+)
+def test_conv2d_rejects_what_torch_rejects(kwargs):
+    """Same exception type and message as torch's constructor (C_in 3, C_out 4)."""
+    with pytest.raises(ValueError) as t_err:
+        nn.Conv2d(3, 4, 3, **kwargs)
+    with pytest.raises(ValueError) as np_err:
+        Conv2d(3, 4, 3, **kwargs)
+
+    def sets_sorted(message):  # "{'b', 'a'}" -> "['a', 'b']": a set's printed order varies from run to run
+        return re.sub(r"\{[^}]*\}", lambda m: str(sorted(m.group()[1:-1].split(", "))), message)
+
+    assert sets_sorted(str(np_err.value)) == sets_sorted(str(t_err.value))
+
+
+@pytest.mark.parametrize(
+    "mode, padding, match",
+    [("reflect", 3, "Padding size should be less than the corresponding input dimension"),
+     ("reflect", (0, 4), "Padding size should be less than"),
+     ("circular", (4, 0), "wrapping around more than once")],
+)
+def test_conv2d_padding_mode_limits_like_torch(mode, padding, match):
+    """reflect needs padding < size, circular padding <= size: torch refuses in F.pad, so do we."""
+    x = make_input((1, 2, 3, 4), np.float32)
+    with pytest.raises(RuntimeError, match=match):
+        nn.Conv2d(2, 2, 3, padding=padding, padding_mode=mode)(torch.from_numpy(x))
+    with pytest.raises(ValueError, match=match):
+        Conv2d(2, 2, 3, padding=padding, padding_mode=mode)(x)
+
+
+EMPTY_CASES = {
+    "k3-p1-stride1": ((3, 4, 3), dict(padding=1)),
+    "k3-s2": ((3, 4, 3), dict(stride=2)),
+    "k1": ((3, 4, 1), {}),
+    "g3-depthwise": ((3, 3, 3), dict(groups=3, padding=1)),
+    "reflect-same": ((3, 4, 3), dict(padding="same", padding_mode="reflect")),
+}
+
+
+@dtypes
+@pytest.mark.parametrize("case", list(EMPTY_CASES))
+def test_conv2d_empty_batch(case, dtype):
+    """N = 0 (the reproduction crashed in the stride-1 input gradient): an empty output and input
+    gradient, and weight and bias gradients of zeros, as torch."""
+    args, kwargs = EMPTY_CASES[case]
+    conv = Conv2d(*args, **kwargs)
+    res = assert_layer_parity(conv, nn.Conv2d(*args, **kwargs), (0, 3, 6, 5), dtype)
+    assert res["gx_np"].shape == (0, 3, 6, 5)
+    assert conv.weight.grad.shape == conv.weight.shape and not conv.weight.grad.any()
+
+
+UNBATCHED_CASES = {
+    "k3-p1": ((3, 4, 3), dict(padding=1)),
+    "k3-s2-p1": ((3, 4, 3), dict(stride=2, padding=1)),
+    "g3-same-reflect": ((3, 6, 4), dict(groups=3, padding="same", padding_mode="reflect")),
+}
+
+
+@dtypes
+@pytest.mark.parametrize("case", list(UNBATCHED_CASES))
+def test_conv2d_unbatched_input(case, dtype):
+    """(C, H, W) -> (O, Ho, Wo), gradient (C, H, W), as torch."""
+    args, kwargs = UNBATCHED_CASES[case]
+    res = assert_layer_parity(Conv2d(*args, **kwargs), nn.Conv2d(*args, **kwargs), (3, 7, 6), dtype)
+    assert res["y_np"].ndim == 3 and res["gx_np"].shape == (3, 7, 6)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
+def test_pad2d_mode_matches_torch_pad(mode):
+    """numpy_nn.padding's forward is F.pad's, and its backward F.pad's gradient (random upstream)."""
+    from numpy_nn.padding import pad2d_mode, pad2d_mode_backward
+
+    x = make_input((2, 3, 4, 5), np.float64)
+    pads = (3, 1, 0, 4)  # top, bottom, left, right
+    xt = torch.tensor(x, requires_grad=True)
+    ref = F.pad(xt, (pads[2], pads[3], pads[0], pads[1]), mode="constant" if mode == "zeros" else mode)
+    y = pad2d_mode(x, pads, mode)
+    assert_close(y, ref, "pad", np.float64)
+    g = np.random.default_rng(1).standard_normal(y.shape)
+    ref.backward(torch.from_numpy(g))
+    assert_close(pad2d_mode_backward(g, pads, mode, x.shape), xt.grad, "pad backward", np.float64)

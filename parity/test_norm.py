@@ -107,3 +107,63 @@ def test_batchnorm_rejects_bad_input():
         BatchNorm2d(3)(np.ones((2, 4, 2, 2), np.float32))
     with pytest.raises(TypeError, match="dtype"):
         BatchNorm2d(3)(np.ones((2, 3, 2, 2), np.float64))
+
+
+# -- torch's edge cases (issue 10 §7) --------------------------------------------------------------
+
+EMPTY = {
+    "bn1d-(0,C)": (BatchNorm1d, nn.BatchNorm1d, (0, 4)),
+    "bn1d-(0,C,L)": (BatchNorm1d, nn.BatchNorm1d, (0, 4, 5)),
+    "bn1d-(N,C,0)": (BatchNorm1d, nn.BatchNorm1d, (3, 4, 0)),
+    "bn2d-(0,C,H,W)": (BatchNorm2d, nn.BatchNorm2d, (0, 4, 3, 2)),
+}
+
+
+@dtypes
+@options
+@pytest.mark.parametrize("kind", list(EMPTY))
+def test_batchnorm_empty_batch_in_training(kind, opts, dtype):
+    """The reproduction raised. torch: an empty output and input gradient, dγ = dβ = 0, running
+    statistics unchanged but the batch counted (num_batches_tracked + 1, which changes the next
+    cumulative average); the next real batch then matches too."""
+    np_cls, t_cls, shape = EMPTY[kind]
+    kw = OPTIONS[opts]
+    np_bn, t_bn = np_cls(4, **kw), t_cls(4, **kw, dtype=TORCH_DTYPE[dtype])
+    if t_bn.track_running_stats:
+        with torch.no_grad():
+            t_bn.running_mean.uniform_(-1, 1)
+            t_bn.running_var.uniform_(0.5, 2)
+    res = assert_layer_parity(np_bn, t_bn, shape, dtype)  # buffers compared too
+    assert res["y_np"].shape == shape and res["gx_np"].shape == shape
+    if t_bn.track_running_stats:
+        assert int(np_bn.num_batches_tracked) == int(t_bn.num_batches_tracked) == 1
+    full = (3,) + shape[1:2] + tuple(s or 2 for s in shape[2:])
+    t_bn.zero_grad()
+    np_bn.zero_grad()
+    assert_layer_parity(np_bn, t_bn, full, dtype, seed=4, sync_weights=False)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (1, 3, 1), (1, 3, 1, 1)])
+def test_batchnorm_one_value_per_channel_is_torchs_error(shape):
+    """Exactly one value per channel (M = 1) in training is the only size torch refuses; same message."""
+    np_cls, t_cls = (BatchNorm2d, nn.BatchNorm2d) if len(shape) == 4 else (BatchNorm1d, nn.BatchNorm1d)
+    with pytest.raises(ValueError) as t_err:
+        t_cls(3)(torch.zeros(shape))
+    with pytest.raises(ValueError) as np_err:
+        np_cls(3)(np.zeros(shape, np.float32))
+    prefix = "Expected more than 1 value per channel when training, got input size"
+    assert str(t_err.value).startswith(prefix) and str(np_err.value) == f"{prefix} {shape}"
+
+
+@dtypes
+@pytest.mark.parametrize("kind", ["bn1d-NC", "bn1d-NCL", "bn2d"])
+@pytest.mark.parametrize("track", [True, False], ids=["running-stats", "batch-stats-only"])
+def test_batchnorm_without_affine_eval_and_state(kind, track, dtype):
+    """affine=False: no parameters (state_dict as torch's), evaluation outputs and gradients."""
+    np_cls, t_cls, shape = KINDS[kind]
+    np_bn, t_bn = np_cls(4, affine=False, track_running_stats=track), t_cls(4, affine=False, track_running_stats=track)
+    assert list(np_bn.parameters()) == [] and list(np_bn.state_dict()) == list(t_bn.state_dict())
+    assert_layer_parity(np_bn, t_bn, shape, dtype)
+    np_bn.eval()
+    t_bn.eval()
+    assert_layer_parity(np_bn, t_bn, shape, dtype, seed=2, sync_weights=False)

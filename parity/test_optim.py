@@ -352,3 +352,68 @@ def test_big_parameter_spans_several_blocks():
 
     size = int(np.prod(SHAPES["big"]))
     assert size > 2 * BLOCK and size % BLOCK != 0
+
+
+# -- states saved before a flag existed (issue 10 §7) ----------------------------------------------
+
+# The flags each torch optimizer's __setstate__ gives a default when a loaded group lacks them.
+TORCH_SETSTATE_FLAGS = {
+    "SGD": ["nesterov", "maximize", "foreach", "differentiable", "fused"],
+    "RMSprop": ["momentum", "centered", "foreach", "maximize", "differentiable", "capturable"],
+    "Adam": ["amsgrad", "maximize", "foreach", "capturable", "differentiable", "decoupled_weight_decay", "fused"],
+    "AdamW": ["amsgrad", "maximize", "foreach", "capturable", "differentiable", "decoupled_weight_decay", "fused"],
+}
+OLDER_STATE_CASES = [
+    ("SGD", {"momentum": 0.9, "nesterov": True}),
+    ("SGD", {"momentum": 0.8, "weight_decay": 0.1, "nesterov": True, "maximize": True}),
+    ("RMSprop", {"centered": True, "momentum": 0.5, "weight_decay": 0.1}),
+    ("RMSprop", {"weight_decay": 0.1, "maximize": True}),
+    ("Adam", {"maximize": True, "eps": 1e-3}),
+    ("Adam", {"amsgrad": True, "weight_decay": 0.1}),
+    ("Adam", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("AdamW", {"maximize": True, "amsgrad": True}),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("case", OLDER_STATE_CASES, ids=[case_id(c) for c in OLDER_STATE_CASES])
+def test_load_state_without_newer_flags_takes_class_defaults(case, dtype):
+    """A state saved without the flags (as by an older torch) loaded into optimizers built with
+    non-default flags: torch takes the *class* defaults (its __setstate__), not the constructor's,
+    and numpy_nn must too, so the following steps agree (the reproduction kept maximize=True)."""
+    name, kw = case
+    _, t_src, _, t_opt = make_optimizers(name, dict(kw), dtype)
+    run_steps_torch(t_opt, t_src, range(SPLIT), dtype)
+    sd = t_opt.state_dict()
+    for group in sd["param_groups"]:
+        for flag in TORCH_SETSTATE_FLAGS[name]:
+            group.pop(flag, None)
+    np_params, t_params, np_opt, t_opt2 = make_optimizers(name, dict(kw), dtype)
+    for n in SHAPES:
+        with torch.no_grad():
+            t_params[n].copy_(t_src[n])
+        np_params[n].data = t_src[n].detach().numpy().copy()
+    t_opt2.load_state_dict(sd)
+    np_opt.load_state_dict({
+        "state": {i: {k: (v.item() if k == "step" else v.numpy()) for k, v in s.items()} for i, s in sd["state"].items()},
+        "param_groups": sd["param_groups"],
+    })
+    for g_np, g_t in zip(np_opt.param_groups, t_opt2.param_groups):
+        for key, value in g_np.items():
+            if key != "params":
+                assert g_t[key] == value, f"{key}: {value} vs torch {g_t[key]}"
+    for step in range(SPLIT, STEPS):
+        set_grads(np_params, t_params, step, dtype)
+        np_opt.step()
+        t_opt2.step()
+        assert_same_state(np_params, t_params, np_opt, t_opt2, dtype, f"step {step}")
+
+
+def test_load_state_missing_a_hyper_parameter_is_an_error():
+    """torch fails at the next step() with KeyError: 'lr'; numpy_nn says so when loading."""
+    params, _, opt, _ = make_optimizers("Adam", {}, np.float64)
+    run_steps(opt, params, range(2), np.float64)
+    sd = opt.state_dict()
+    del sd["param_groups"][1]["lr"]
+    with pytest.raises(ValueError, match="parameter group 1 has no 'lr'"):
+        opt.load_state_dict(sd)

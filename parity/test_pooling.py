@@ -110,3 +110,24 @@ def test_maxpool2d_nan_propagates_like_torch():
     ref = nn.MaxPool2d(2)(torch.from_numpy(x))
     np.testing.assert_array_equal(np.isnan(y), torch.isnan(ref).numpy())
     np.testing.assert_array_equal(np.nan_to_num(y), ref.nan_to_num().numpy())
+
+
+# -- unbatched and empty input, as torch (issue 10 §7) ----------------------------------------------
+
+POOLS = {
+    "max-k3-s2-p1": (lambda: MaxPool2d(3, 2, 1), lambda: nn.MaxPool2d(3, 2, 1)),
+    "max-k2": (lambda: MaxPool2d(2), lambda: nn.MaxPool2d(2)),
+    "avg-k2": (lambda: AvgPool2d(2), lambda: nn.AvgPool2d(2)),
+    "avg-k3-s2-p1": (lambda: AvgPool2d(3, 2, 1), lambda: nn.AvgPool2d(3, 2, 1)),
+    "adaptive-avg-1": (lambda: AdaptiveAvgPool2d(1), lambda: nn.AdaptiveAvgPool2d(1)),
+}
+
+
+@dtypes
+@pytest.mark.parametrize("pool", list(POOLS))
+@pytest.mark.parametrize("shape", [(3, 7, 6), (0, 3, 7, 6)], ids=["unbatched", "empty-batch"])
+def test_pooling_unbatched_and_empty_batch(pool, shape, dtype):
+    """(C, H, W) -> (C, Ho, Wo) with its gradient (C, H, W); N = 0 -> empty output and gradient."""
+    make_np, make_t = POOLS[pool]
+    res = assert_layer_parity(make_np(), make_t(), shape, dtype)
+    assert res["y_np"].ndim == len(shape) and res["gx_np"].shape == shape

@@ -221,7 +221,8 @@ def test_existing_run_needs_resume_or_overwrite(numpy_run, cache, tmp_path, caps
     assert "--resume" in err and "--overwrite" in err
     copy = tmp_path / "copy"
     shutil.copytree(numpy_run, copy)
-    (copy / "metrics.json").write_text("{}")  # an evaluation of the old run
+    # an evaluation of the old run (ours: our schema, listing its files) goes with it
+    (copy / "metrics.json").write_text(json.dumps({"schema": "chexvision.metrics/1", "files": ["metrics.json"]}))
     assert main(train_args(copy, cache, "--overwrite", epochs=1)) == 0
     assert len(json.loads((copy / "history.json").read_text())) == 1
     assert not (copy / "metrics.json").exists()

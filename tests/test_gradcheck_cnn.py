@@ -44,16 +44,33 @@ LAYERS = {
     ),
     "conv-k5-s2-nobias": (lambda: Conv2d(1, 2, 5, stride=2, padding=2, bias=False), lambda: randn((2, 1, 7, 6))),
     "conv-k1-s2": (lambda: Conv2d(3, 2, 1, stride=2), lambda: randn((2, 3, 5, 5))),
+    "conv-groups2-k3-p1": (lambda: Conv2d(4, 2, 3, padding=1, groups=2), lambda: randn((2, 4, 4, 5))),
+    "conv-depthwise-k3-s2": (lambda: Conv2d(3, 6, 3, stride=2, groups=3), lambda: randn((2, 3, 6, 5))),
+    "conv-same-even-k(2,4)-d(2,1)": (
+        lambda: Conv2d(2, 3, (2, 4), padding="same", dilation=(2, 1)),
+        lambda: randn((2, 2, 5, 6)),
+    ),
+    "conv-reflect-p(1,2)": (lambda: Conv2d(2, 2, 3, padding=(1, 2), padding_mode="reflect"), lambda: randn((2, 2, 4, 5))),
+    "conv-replicate-p2-s2": (lambda: Conv2d(2, 2, 3, stride=2, padding=2, padding_mode="replicate"),
+                             lambda: randn((2, 2, 4, 5))),
+    "conv-circular-same-k4": (lambda: Conv2d(2, 2, 4, padding="same", padding_mode="circular"),
+                              lambda: randn((2, 2, 4, 5))),
+    "conv-unbatched": (lambda: Conv2d(2, 3, 3, padding=1, groups=1), lambda: randn((2, 5, 4))),
     "maxpool-k2": (lambda: MaxPool2d(2), lambda: distinct((2, 2, 6, 6))),
     "maxpool-k3-s1-p1-overlap": (lambda: MaxPool2d(3, 1, 1), lambda: distinct((2, 2, 5, 5))),
     "maxpool-k3-s2-p1": (lambda: MaxPool2d(3, 2, 1), lambda: distinct((1, 2, 7, 6))),
     "avgpool-k2": (lambda: AvgPool2d(2), lambda: randn((2, 2, 6, 5))),
     "avgpool-k3-s2-p1": (lambda: AvgPool2d(3, 2, 1), lambda: randn((2, 2, 7, 6))),
     "adaptive-avgpool": (lambda: AdaptiveAvgPool2d(1), lambda: randn((2, 3, 4, 5))),
+    "maxpool-unbatched": (lambda: MaxPool2d(3, 2, 1), lambda: distinct((2, 5, 6))),
+    "avgpool-unbatched": (lambda: AvgPool2d(2), lambda: randn((2, 4, 5))),
+    "adaptive-avgpool-unbatched": (lambda: AdaptiveAvgPool2d(1), lambda: randn((3, 4, 5))),
     "bn1d-NC-train": (lambda: random_affine(BatchNorm1d(3)), lambda: randn((5, 3))),
     "bn1d-NCL-train": (lambda: random_affine(BatchNorm1d(3)), lambda: randn((3, 3, 4))),
     "bn2d-train": (lambda: random_affine(BatchNorm2d(3)), lambda: randn((2, 3, 3, 4))),
     "bn2d-train-no-affine": (lambda: BatchNorm2d(3, affine=False), lambda: randn((2, 3, 3, 4))),
+    "bn1d-train-no-affine": (lambda: BatchNorm1d(3, affine=False), lambda: randn((4, 3))),
+    "bn1d-eval-no-affine": (lambda: _with_stats(BatchNorm1d(3, affine=False)).eval(), lambda: randn((4, 3, 2))),
     "bn2d-eval": (lambda: random_affine(_with_stats(BatchNorm2d(3))).eval(), lambda: randn((2, 3, 3, 4))),
     "bn2d-eval-no-running-stats": (
         lambda: random_affine(BatchNorm2d(3, track_running_stats=False)).eval(),
@@ -70,7 +87,7 @@ def _with_stats(module):
     """Give every BatchNorm non-trivial running statistics (as after training)."""
     rng = np.random.default_rng(11)
     for m in module.modules():
-        if isinstance(m, BatchNorm2d):
+        if isinstance(m, (BatchNorm1d, BatchNorm2d)):
             m.running_mean[...] = rng.uniform(-1, 1, m.num_features)
             m.running_var[...] = rng.uniform(0.3, 2, m.num_features)
     return module

@@ -45,7 +45,7 @@ class Adam(Optimizer):
     As torch computes it: step_size = γ / (1 − β1^t), denom = √v / √(1 − β2^t) + ε,
     θ ← θ − m / (denom / step_size) (torch's capturable form; at t = 1, m̂ = g and v̂ = g²), and
     m is updated with torch's ``lerp`` (m ← m + (1 − β1)(g − m)). For decoupled weight decay use
-    ``AdamW``.
+    ``AdamW`` (or ``decoupled_weight_decay=True``).
 
     Args:
         params: iterable of ``Parameter`` or of param-group dicts.
@@ -55,6 +55,8 @@ class Adam(Optimizer):
         weight_decay: λ, an L2 term added to the gradient (default 0).
         amsgrad: keep the running maximum of v (AMSGrad; default False).
         maximize: ascend instead of descend (keyword only).
+        decoupled_weight_decay: apply λ as AdamW does, θ ← θ (1 − γλ), instead of through the
+            gradient (keyword only, default False; ``AdamW`` is Adam with it set, as in torch).
 
     State per parameter: ``step`` (a float), ``exp_avg``, ``exp_avg_sq``, and ``max_exp_avg_sq``
     with amsgrad.
@@ -64,11 +66,18 @@ class Adam(Optimizer):
     arrays instead of promoting the arrays to float64.
     """
 
+    # torch's Adam.__setstate__: flags a state saved by an older version may lack take these values
+    # on load_state_dict (not the constructor's). torch also defaults foreach, capturable,
+    # differentiable and fused there: they choose torch's kernels, not the arithmetic, so numpy_nn
+    # has no such options (a loaded torch state keeps them as they are, unused).
+    _flag_defaults = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False}
+
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
         check_adam_args(lr, betas, eps, weight_decay)
         defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                    "amsgrad": amsgrad, "maximize": maximize}
+                    "amsgrad": amsgrad, "maximize": maximize, "decoupled_weight_decay": decoupled_weight_decay}
         super().__init__(params, defaults)
 
     def step(self) -> None:
@@ -76,13 +85,18 @@ class Adam(Optimizer):
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
+            decoupled = group["decoupled_weight_decay"]
             for p in self._params_with_grad(group):
                 state = adam_state(self, p, amsgrad)
                 step_size, sqrt_v_scale, eps_scaled = adam_scalars(state, lr, beta1, beta2, eps)
-                arrays = (p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"))
+                v_max = state.get("max_exp_avg_sq") if amsgrad else None  # the group's flag decides, as torch
+                arrays = (p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], v_max)
                 for theta, grad, m, v, v_max in blocks(*arrays):
                     a, tmp = self._scratch_pair(theta.dtype, theta.size)
-                    g = self._effective_grad(grad, theta, wd, maximize, out=a, tmp=tmp)  # g + λθ
+                    # coupled: g + λθ goes through m and v; decoupled (AdamW): θ ← θ (1 − γλ), g untouched
+                    g = self._effective_grad(grad, theta, 0 if decoupled else wd, maximize, out=a, tmp=tmp)
+                    if decoupled and wd != 0:
+                        theta *= 1 - lr * wd
                     adam_block_update(theta, g, m, v, v_max, beta1, beta2, step_size, sqrt_v_scale, eps_scaled, tmp)
 
 

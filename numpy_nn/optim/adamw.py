@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from .adam import adam_block_update, adam_scalars, adam_state, check_adam_args
-from .optimizer import Optimizer, blocks
+from .adam import Adam
 
 
-class AdamW(Optimizer):
+class AdamW(Adam):
     """AdamW. Twin: ``torch.optim.AdamW``.
 
     Algorithm (torch's, step t = 1, 2, ...)::
@@ -39,27 +38,15 @@ class AdamW(Optimizer):
 
     State per parameter: ``step`` (a float), ``exp_avg``, ``exp_avg_sq``, and ``max_exp_avg_sq``
     with amsgrad.
+
+    As in torch, ``AdamW`` is ``Adam`` with ``decoupled_weight_decay=True`` (see ``Adam.step``)
+    and torch's default λ = 1e-2.
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
-        check_adam_args(lr, betas, eps, weight_decay)
-        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-                    "amsgrad": amsgrad, "maximize": maximize}
-        super().__init__(params, defaults)
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize, decoupled_weight_decay=True)
 
-    def step(self) -> None:
-        """One update of every parameter that has a gradient."""
-        for group in self.param_groups:
-            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
-            for p in self._params_with_grad(group):
-                state = adam_state(self, p, amsgrad)
-                step_size, sqrt_v_scale, eps_scaled = adam_scalars(state, lr, beta1, beta2, eps)
-                arrays = (p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"))
-                for theta, grad, m, v, v_max in blocks(*arrays):
-                    a, tmp = self._scratch_pair(theta.dtype, theta.size)
-                    g = self._effective_grad(grad, theta, weight_decay=0, maximize=maximize, out=a, tmp=tmp)
-                    if wd != 0:
-                        theta *= 1 - lr * wd  # θ ← θ (1 − γλ): decoupled decay, not through g
-                    adam_block_update(theta, g, m, v, v_max, beta1, beta2, step_size, sqrt_v_scale, eps_scaled, tmp)
+    def _apply_flag_defaults(self, group: dict) -> None:
+        super()._apply_flag_defaults(group)
+        group["decoupled_weight_decay"] = True  # torch's AdamW.__setstate__: always decoupled

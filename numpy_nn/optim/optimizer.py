@@ -210,7 +210,10 @@ class Optimizer:
 
         Arrays are copied and cast to their parameter's dtype; ``step`` becomes a float; each
         group takes the saved hyper-parameters (including ``lr``). Keys may be ints or their
-        strings (after a JSON round trip).
+        strings (after a JSON round trip). A flag the saved group lacks (a state written before the
+        flag existed: ``maximize``, ``foreach``, ``decoupled_weight_decay``...) takes the class's
+        default, not this optimizer's constructor value, as torch's ``__setstate__`` does; a missing
+        hyper-parameter (``lr``...) is an error.
         """
         saved_groups = copy.deepcopy(state_dict["param_groups"])
         if len(saved_groups) != len(self.param_groups):
@@ -230,14 +233,25 @@ class Optimizer:
                 for name, v in entries.items()
             }
         groups = []
-        for group, saved in zip(self.param_groups, saved_groups):
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             saved["params"] = group["params"]
             if isinstance(saved.get("betas"), list):  # a JSON round trip turns the tuple into a list
                 saved["betas"] = tuple(saved["betas"])
-            for name, default in self.defaults.items():
-                saved.setdefault(name, default)
+            self._apply_flag_defaults(saved)
+            missing = [name for name in self.defaults if name not in saved]
+            if missing:  # torch fails at the next step() with a KeyError; say it now
+                raise ValueError(f"loaded state dict's parameter group {i} has no {missing[0]!r}")
             groups.append(saved)
         self.state, self.param_groups = state, groups
+
+    # The value each flag takes when a loaded state (saved by an older version) lacks it: torch's
+    # ``__setstate__`` defaults of the class, *not* the constructor's arguments. Subclasses fill it.
+    _flag_defaults: dict = {}
+
+    def _apply_flag_defaults(self, group: dict) -> None:
+        """A loaded group missing a flag (``maximize``, ``foreach``, ...) gets the class default, as torch."""
+        for name, default in self._flag_defaults.items():
+            group.setdefault(name, default)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]

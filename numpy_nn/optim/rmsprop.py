@@ -43,6 +43,10 @@ class RMSprop(Optimizer):
     centered.
     """
 
+    # torch's RMSprop.__setstate__: the values flags missing from a loaded state take (see
+    # Optimizer.load_state_dict; foreach, differentiable and capturable choose torch kernels, no numpy_nn twin)
+    _flag_defaults = {"momentum": 0, "centered": False, "maximize": False}
+
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0,
                  momentum: float = 0, centered: bool = False, *, maximize: bool = False):
         if not 0.0 <= lr:

@@ -37,6 +37,10 @@ class SGD(Optimizer):
         >>> opt.zero_grad(); model.backward(crit.backward()); opt.step()
     """
 
+    # torch's SGD.__setstate__: the values flags missing from a loaded state take (see Optimizer.load_state_dict;
+    # foreach, differentiable and fused choose torch kernels, not arithmetic, and have no numpy_nn twin)
+    _flag_defaults = {"nesterov": False, "maximize": False}
+
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, *, maximize: bool = False):
         if lr < 0.0:
