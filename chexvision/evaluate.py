@@ -50,6 +50,9 @@ def add_arguments(p) -> None:
                    help="replace same-named files in --out that an earlier evaluation did not write")
     p.add_argument("--n-boot", type=int, default=1000,
                    help=f"bootstrap resamples for AUC intervals, 1 to {validate.MAX_N_BOOT:,} (default: 1000)")
+    p.add_argument("--gallery", type=int, default=3, metavar="N",
+                   help="REPORT.md shows explanation maps of the N most confident true positives, false positives "
+                        "and false negatives (default: 3; 0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -75,16 +78,6 @@ def load_standardizer(checkpoint: ckpt.Checkpoint):
         raise UserError(f"{checkpoint.dir / ckpt.STANDARDIZER_FILE}: not a standardizer ({e})") from None
 
 
-def relocated_data_config(data_cfg: dict, data_dir: str | None, cache: str | None) -> dict:
-    """The saved data config with its dataset / cache folders replaced where given."""
-    cfg = dict(data_cfg)
-    if data_dir is not None:
-        cfg["data_dir"] = data_dir
-    if cache is not None:
-        cfg["cache"] = cache
-    return cfg
-
-
 def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """P(abnormal) and labels of the images ``idx``, in order."""
     from numpy_nn.layers import sigmoid
@@ -96,11 +89,12 @@ def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple
 
 
 def run(args) -> int:
-    from .data import open_dataset
+    from .data import open_dataset, reopen_config
     from .report import write_evaluation
     from .tracks import layout
 
     validate.check_int(args.n_boot, "--n-boot", 1, validate.MAX_N_BOOT)
+    validate.check_int(args.gallery, "--gallery", 0, 50)
     if args.threshold is not None:
         parse_threshold(args.threshold)
     if args.out:
@@ -116,7 +110,8 @@ def run(args) -> int:
     method, value = parse_threshold(threshold)
     engine = load_engine(checkpoint, track, args.device)
     standardizer = load_standardizer(checkpoint)
-    data_cfg = relocated_data_config(checkpoint.data, args.eval_data_dir, args.eval_cache)
+    # The checkpoint's cache path is only read from; files are created only under --cache or ./cache.
+    data_cfg = reopen_config(checkpoint.data, args.eval_data_dir, args.eval_cache)
     ds = open_dataset(data_cfg, progress=not args.no_progress and sys.stderr.isatty())
     lay = layout(checkpoint.model_spec)
 
@@ -131,6 +126,14 @@ def run(args) -> int:
             raise UserError("the test split is empty (the data config has --test-fraction 0?); use --split val")
         test_scores, test_labels = score_split(engine, ds, test_idx, standardizer, lay, train["dtype"])
 
+    gallery = None
+    if args.gallery > 0:
+        from .explain import gallery as explain_gallery
+
+        head_idx, head_scores, head_labels = (test_idx, test_scores, test_labels) if test_scores is not None \
+            else (val_idx, val_scores, val_labels)
+        gallery = explain_gallery(engine, standardizer, checkpoint.model_spec, ds.images, head_idx, head_scores,
+                                  head_labels, ds.paths, "test" if test_scores is not None else "val", args.gallery)
     out = Path(args.out) if args.out else checkpoint.run_dir
     history_path = checkpoint.run_dir / ckpt.HISTORY_FILE
     history = (validate.check_history(ckpt.read_json(history_path), str(history_path))
@@ -140,7 +143,7 @@ def run(args) -> int:
     result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
                               test_labels=test_labels, history=history, config=config, threshold_method=method,
                               threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0),
-                              force=args.force)
+                              gallery=gallery, force=args.force)
     thr = result["threshold"]["value"]
     print(f"chexvision evaluate: {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} track; "
           f"threshold {thr:.4g} ({threshold} on validation)")

@@ -25,10 +25,11 @@ from . import checkpoint as ckpt
 from . import outputs, validate
 from .config import DEVICES, TRACKS
 from .errors import UserError
+from .explain import METHODS
 
 HELP = "P(abnormal) and normal/abnormal for images, from a checkpoint, with either track"
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm", ".dcm", ".dicom")
 PREDICT_BATCH = 64
 
 
@@ -41,12 +42,26 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--out", metavar="FILE", help="also write the results to FILE (.csv or .json); an existing file "
                    "that predict did not write is refused")
-    p.add_argument("--force", action="store_true", help="replace --out even if predict did not write it")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if predict did not write it, and existing --explain files")
     p.add_argument("--track", choices=TRACKS, default="numpy",
                    help="engine to score with (default: numpy, which never imports torch)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch track only (default: cpu)")
     p.add_argument("--threshold", type=float, default=None,
                    help="override the saved decision threshold (a number from 0 to 1)")
+    p.add_argument("--explain", metavar="DIR", default=None,
+                   help="also write, per image, STEM.png (the map over the image), STEM.npy (the raw map at the "
+                        "model's input size) and STEM.json (how it was made) into DIR; existing files are refused "
+                        "(--force replaces them)")
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help="explanation method (default: gradcam for the CNN, saliency for the MLP); "
+                        "gradcam needs a convolutional model")
+    p.add_argument("--layer", metavar="NAME", default=None,
+                   help="Grad-CAM layer, a dotted name as in the state_dict (default: the last convolutional "
+                        "block: features.7 for the default CNN, features.denseblock4 for densenet121)")
+    p.add_argument("--target", metavar="NAME|INDEX", default=None,
+                   help="the output to explain, by name or index (default: the only output, abnormal, for the "
+                        "binary task; for --task findings each image's most probable finding)")
 
 
 def saved_threshold(checkpoint: ckpt.Checkpoint) -> tuple[float, str]:
@@ -101,14 +116,19 @@ def read_image(path: Path, image_size: int) -> np.ndarray:
         raise UserError(f"{path}: cannot read as an image ({type(e).__name__}: {e})") from None
 
 
+def model_inputs(engine, standardizer, images: np.ndarray, spec: dict) -> np.ndarray:
+    """uint8 images (N, H, W) -> the model's input, preprocessed exactly as training batches."""
+    from .tracks import layout
+
+    x = standardizer.transform(images, dtype=engine.dtype)  # (N, H, W) uint8 -> standardised, the model's dtype
+    return x.reshape(len(x), -1) if layout(spec) == "flat" else x[:, None]  # (N, H·W) or (N, 1, H, W)
+
+
 def predict_images(engine, standardizer, images: np.ndarray, spec: dict) -> np.ndarray:
     """P(abnormal) for uint8 images (N, H, W), preprocessed exactly as training batches."""
     from numpy_nn.layers import sigmoid
 
-    from .tracks import layout
-
-    x = standardizer.transform(images, dtype=engine.dtype)  # (N, H, W) uint8 -> standardised, the model's dtype
-    x = x.reshape(len(x), -1) if layout(spec) == "flat" else x[:, None]  # (N, H·W) or (N, 1, H, W)
+    x = model_inputs(engine, standardizer, images, spec)
     batches = [(x[i:i + PREDICT_BATCH], None) for i in range(0, len(x), PREDICT_BATCH)]
     return sigmoid(engine.logits(batches))
 
@@ -128,9 +148,12 @@ def run(args) -> int:
         threshold, source = float(args.threshold), "--threshold"
     else:
         threshold, source = saved_threshold(checkpoint)
+    if args.explain is None and (args.method is not None or args.layer is not None or args.target is not None):
+        raise UserError("--method, --layer and --target choose the explanation: add --explain DIR")
     engine = load_engine(checkpoint, args.track, args.device)
     standardizer = load_standardizer(checkpoint)
     size = int(checkpoint.model_spec["image_size"])
+    explaining = _plan_explanations(args, checkpoint, engine, paths) if args.explain else None
 
     good, arrays, failed = [], [], 0
     for path in paths:
@@ -151,10 +174,49 @@ def run(args) -> int:
             label = int(p >= threshold)
             rows.append({"path": str(path), "p_abnormal": float(p), "label": label,
                          "prediction": "abnormal" if label else "normal", "threshold": threshold})
+    if explaining and rows:
+        _explain(args, explaining, engine, standardizer, checkpoint.model_spec, rows, dict(zip(map(str, good), arrays)))
     _emit(rows, args, threshold, source)
     if failed:
         return 2 if not rows else 1
     return 0
+
+
+def _plan_explanations(args, checkpoint: ckpt.Checkpoint, engine, paths: list[Path]) -> dict:
+    """Method, layer and file names, all checked before any image is scored."""
+    from .explain import check_method, default_method, explanation_files, grad_cam_layer, output_names, parse_target
+
+    spec = checkpoint.model_spec
+    outputs = output_names(checkpoint.config)
+    target = parse_target(args.target, outputs)
+    method = args.method or default_method(spec)
+    check_method(method, spec)
+    if args.layer is not None and method != "gradcam":
+        raise UserError(f"--layer applies to --method gradcam, not {method}")
+    layer = grad_cam_layer(engine, args.layer) if method == "gradcam" else None
+    files = explanation_files(Path(args.explain), paths, force=args.force)
+    return {"method": method, "layer": layer, "files": files, "outputs": outputs, "target": target}
+
+
+def _explain(args, plan: dict, engine, standardizer, spec: dict, rows: list[dict], arrays: dict) -> None:
+    """Maps of the images in ``rows`` (``arrays``: path -> uint8 image; a row-less image is not
+    explained), each for its output: ``--target``, the only output, or its most probable one."""
+    from .explain import choose_targets, compute_maps, describe_method, explained_output, write_explanations
+
+    outputs = plan["outputs"]
+    images = np.stack([arrays[r["path"]] for r in rows])  # the scored images, in the order of rows
+    probs = np.array([[r["probabilities"][n] for n in outputs] if "probabilities" in r else [r["p_abnormal"]]
+                      for r in rows])  # (N, K)
+    targets = choose_targets(plan["target"], probs)
+    chosen = ("the only output" if len(outputs) == 1 else "--target" if plan["target"] is not None
+              else "most probable output")
+    x = model_inputs(engine, standardizer, images, spec)
+    maps = compute_maps(engine, x, plan["method"], plan["layer"], targets)
+    record = describe_method(plan["method"], plan["layer"], args.track)
+    explained = [explained_output(r, outputs, k, chosen) for r, k in zip(rows, targets)]
+    write_explanations(args.explain, rows, images, maps, record, plan["files"], explained)
+    print(f"chexvision predict: wrote {len(rows)} explanation(s) ({plan['method']}) to {args.explain}",
+          file=sys.stderr)
 
 
 def _emit(rows: list[dict], args, threshold: float, source: str) -> None:

@@ -35,6 +35,7 @@ THRESHOLD_RULE = "predict abnormal (1) when score >= threshold"
 ARTIFACTS = (
     "metrics.json", "REPORT.md", "val_scores.npy", "val_labels.npy", "test_scores.npy", "test_labels.npy",
     "loss_curve.png", "roc.png", "pr.png", "confusion.png", "confusion_val.png",
+    "explain_tp.png", "explain_fp.png", "explain_fn.png",
 )  # fmt: skip
 
 
@@ -241,8 +242,12 @@ def _report_markdown(result: dict, files: list[str]) -> str:
                 lines.append(f"- {key.replace('_', ' ')}: {_fmt(training[key], 4)}")
         lines += [""]
 
-    figures = [f for f in files if f.endswith(".png")]
+    figures = [f for f in files if f.endswith(".png") and not f.startswith("explain_")]
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    if result.get("gallery"):
+        lines += ["## Where the model looked", "", result["gallery"]["intro"], ""]
+        for panel in result["gallery"]["panels"]:
+            lines += [f"**{panel['title']}**", "", f"![{panel['file']}]({panel['file']})", ""]
 
     lines += ["## Caveats", ""]
     if test:
@@ -289,6 +294,7 @@ def write_evaluation(
     n_boot: int = 1000,
     seed: int = 0,
     test_split_name: str = "test",
+    gallery=None,
     force: bool = False,
 ) -> dict:
     """Choose the threshold on validation, score validation and test, and write the artifacts.
@@ -311,6 +317,9 @@ def write_evaluation(
         seed: bootstrap seed (validation uses ``seed``, test ``seed + 1``).
         test_split_name: how the test split is named in the report (e.g. ``"test"``,
             ``"chexpert_valid"``); its files keep the ``test_`` prefix.
+        gallery: None, or ``gallery(threshold) -> {"intro": str, "panels": [{"file", "title",
+            "png"}]}`` drawing explanation maps of chosen images (``chexvision.explain.gallery``);
+            its PNGs (``explain_tp.png``, ``explain_fp.png``, ``explain_fn.png``) go next to REPORT.md.
         force: replace same-named files that no earlier evaluation of ours wrote (else refused;
             see ``chexvision.outputs.claim_outputs``).
 
@@ -367,6 +376,7 @@ def write_evaluation(
 
     # Render everything in memory first: a failure here leaves run_dir untouched.
     splits = [val] + ([test] if test else [])
+    shown = gallery(threshold) if gallery else None
     blobs: dict[str, object] = {
         "val_scores.npy": _npy_writer(np.asarray(val_scores)),
         "val_labels.npy": _npy_writer(vy),
@@ -399,6 +409,10 @@ def write_evaluation(
         blobs["confusion_val.png"] = plots.plot_confusion(
             val["confusion_matrix"], None, title=f"val at threshold {threshold:.4g}"
         )
+    if shown:
+        blobs.update({panel["file"]: panel["png"] for panel in shown["panels"]})
+        result["gallery"] = {"intro": shown["intro"],
+                             "panels": [{k: v for k, v in panel.items() if k != "png"} for panel in shown["panels"]]}
     files = sorted([*blobs, "REPORT.md", "metrics.json"])
     result["files"] = files
     report_md = _report_markdown(result, files)

@@ -16,7 +16,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import outputs, train, validate
 from .config import TrainConfig
-from .data import open_dataset
+from .data import open_dataset, reopen_config
 from .errors import UserError
 
 RESUME_OVERRIDES = ("device",)
@@ -49,7 +49,7 @@ def resume(args, progress: bool) -> int:
         return 0
     if args.device is not None:
         cfg = dataclasses.replace(cfg, device=args.device)
-    ds = open_dataset(last.data, progress=progress)
+    ds = open_dataset(reopen_config(last.data), progress=progress)  # saved paths: read-only hints
     train.Trainer(cfg, last.data, ds, out, progress).fit(resume_from=last)
     return 0
 

@@ -61,10 +61,13 @@ class ResidualBlock(Module):
         # y = ReLU(s),  s = F(x) + G(x)  (F the conv-BN-ReLU-conv-BN branch, G the shortcut)
         # ds = ReLU'(s) dy;  ds/dF = ds/dG = 1, so both branches receive ds unchanged and
         # x, used by both, collects the sum: dx = F'(x)ᵀ ds + G'(x)ᵀ ds.
+        # The shortcut goes first, as torch's autograd runs it (the later-built branch first), so
+        # backward hooks fire in torch's order.
         ds = self.relu2.backward(grad_output)
+        dx_shortcut = self.shortcut.backward(ds)
         g = self.bn2.backward(ds)
         g = self.conv2.backward(g)
         g = self.relu1.backward(g)
         g = self.bn1.backward(g)
         dx = self.conv1.backward(g)
-        return dx + self.shortcut.backward(ds)
+        return dx + dx_shortcut

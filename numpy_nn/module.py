@@ -9,14 +9,51 @@ The contract (see DESIGN.md):
   parameter's ``.grad`` (gradients accumulate, as with torch autograd, until ``zero_grad()``).
 * ``named_parameters()`` yields torch's dotted names (``layers.0.weight``), ``state_dict()``
   adds buffers (e.g. BatchNorm running statistics) under torch's names.
+* Hooks, with torch's names and semantics: ``register_forward_pre_hook``,
+  ``register_forward_hook`` (run by ``__call__`` around ``forward``) and
+  ``register_full_backward_hook`` (run after the module's ``backward``), each returning a
+  ``RemovableHandle``. Explanations (``numpy_nn/explain.py``) read a layer's activation and its
+  gradient through them, as captum and pytorch-grad-cam do in torch.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from typing import Iterator
 
 import numpy as np
+
+
+class RemovableHandle:
+    """What ``register_*_hook`` returns: ``handle.remove()`` unregisters the hook (a second call
+    does nothing); also a context manager that removes it on exit.
+
+    Twin: ``torch.utils.hooks.RemovableHandle``.
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self, hooks: "OrderedDict[int, object]"):
+        self.hooks = hooks
+        self.id = next(RemovableHandle._ids)
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self) -> "RemovableHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def _add_hook(hooks: "OrderedDict[int, object]", hook, prepend: bool) -> RemovableHandle:
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    if prepend:
+        hooks.move_to_end(handle.id, last=False)
+    return handle
 
 
 class Parameter:
@@ -69,6 +106,9 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
 
     # -- registration -------------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -100,8 +140,65 @@ class Module:
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, *args):
+        """``forward(*args)`` between the forward pre-hooks and the forward hooks (torch's order:
+        pre-hooks, forward, hooks; each list in registration order, ``prepend=True`` first)."""
+        if not (self._forward_pre_hooks or self._forward_hooks):
+            return self.forward(*args)
+        for hook in list(self._forward_pre_hooks.values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args)
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    # -- hooks (torch.nn.Module's) ----------------------------------------------------------------
+    def register_forward_pre_hook(self, hook, *, prepend: bool = False) -> RemovableHandle:
+        """``hook(module, args) -> None or new args`` runs before ``forward``; ``args`` is the
+        tuple of positional inputs, a non-tuple return value becomes a 1-tuple. numpy_nn has no
+        autograd: ``backward`` differentiates ``forward`` only, not what a hook did to its input.
+        Twin: ``torch.nn.Module.register_forward_pre_hook``."""
+        return _add_hook(self._forward_pre_hooks, hook, prepend)
+
+    def register_forward_hook(self, hook, *, prepend: bool = False) -> RemovableHandle:
+        """``hook(module, args, output) -> None or new output`` runs after ``forward``. A
+        returned value replaces the output seen by the caller; ``backward`` stays the derivative
+        of ``forward`` alone, so a replacement must not change what the layer's backward uses.
+        Twin: ``torch.nn.Module.register_forward_hook``."""
+        return _add_hook(self._forward_hooks, hook, prepend)
+
+    def register_full_backward_hook(self, hook, *, prepend: bool = False) -> RemovableHandle:
+        """``hook(module, grad_input, grad_output) -> None or new grad_input`` runs when this
+        module's ``backward`` has computed the gradient with respect to its input.
+
+        ``grad_output = (dL/dy,)`` and ``grad_input = (dL/dx,)`` are 1-tuples (numpy_nn modules
+        take one input); ``dL/dx`` is ``None`` where the module skips it (a first layer with
+        ``needs_input_grad = False``, as torch passes ``None`` for an input without
+        ``requires_grad``). A returned 1-tuple replaces ``grad_input``: the caller of
+        ``backward`` receives it. Hooks of inner modules run before their container's, in the
+        order their backwards run. Twin: ``torch.nn.Module.register_full_backward_hook``.
+
+        Mechanism: the first registration shadows the class's ``backward`` with an instance
+        attribute that calls it and then the hooks (callers keep writing ``m.backward(g)``).
+        """
+        if "backward" not in self.__dict__:
+            object.__setattr__(self, "backward", self._backward_with_hooks)
+        return _add_hook(self._backward_hooks, hook, prepend)
+
+    def _backward_with_hooks(self, grad_output):
+        grad_input = type(self).backward(self, grad_output)
+        for hook in list(self._backward_hooks.values()):
+            result = hook(self, (grad_input,), (grad_output,))
+            if result is not None:
+                if not isinstance(result, tuple) or len(result) != 1:
+                    got = len(result) if isinstance(result, tuple) else type(result).__name__
+                    raise RuntimeError(f"backward hook returned an invalid number of grad_input, got {got}, but expected 1")
+                grad_input = result[0]
+        return grad_input
 
     # -- traversal ------------------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, "Module"]]:

@@ -33,7 +33,8 @@ def test_preprocess_fake_nih_with_a_bad_file(tmp_path, capsys):
     code, out, err = _run(capsys, "--dataset", "nih", "--data-dir", str(tmp_path / "nih"), "--cache",
                           str(tmp_path / "c"), "--workers", "1", "--quiet", "--val-fraction", "0.2")
     assert code == 0, err
-    assert "dataset nih: 59 images" in out and "1 bad files" in out and "official split" in out
+    assert "dataset nih: 59 images" in out and "official split" in out
+    assert "skipped, unreadable               1  (1 empty file)" in out
     report = (tmp_path / "c" / "bad_files.csv").read_text()
     assert info["names"][5] in report and "empty file" in report
 

@@ -21,20 +21,30 @@ process, which then fsyncs the data and appends the chunk to ``progress.jsonl``.
 resumes with the chunks not in the log; decoding is deterministic, so the result is the same
 byte for byte. A re-run of a complete cache decodes nothing.
 
-**Bad files** (truncated, empty, not an image, decompression bombs) are skipped and reported
-with the reason; the cache holds only good images (rows are compacted when the build ends).
+**Bad files** (truncated, empty, not an image, decompression bombs, paths leading outside the
+data folder) are skipped and reported with the reason; the cache holds only good images (rows
+are compacted when the build ends).
+
+**Failures.** A full disk (or no permission) is one line and exit status 1; what was decoded is
+kept and the same command resumes. Worker processes exit as soon as the main process dies, even
+by SIGKILL (``PR_SET_PDEATHSIG`` on Linux, and everywhere a thread waiting on the parent's
+sentinel), so a killed run leaves no process behind.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -45,9 +55,9 @@ import numpy as np
 
 from numpy_nn.serialization import atomic_write
 
-from ..errors import UserError
+from ..errors import EnvironmentFailure, UserError
 from .images import BadImage, decode
-from .listing import Listing
+from .listing import OUTSIDE, Listing, inside
 from .splits import assign_splits
 
 FORMAT = "chexvision-cache"
@@ -155,22 +165,68 @@ def _read_progress(path: Path) -> dict[int, list]:
 
 # -- the worker ---------------------------------------------------------------------------------
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the main process, which stops the pool cleanly."""
+def _exit_with_parent(parent_pid: int) -> None:
+    """Make this worker die with the main process, however that one ends (even SIGKILL).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills us when the parent dies. Every
+    platform: a daemon thread waits on the parent's sentinel (a pipe end the parent holds open
+    on POSIX, its process handle on Windows) and exits the moment it closes.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no libc prctl: the thread below still works
+            pass
+    if os.name == "posix" and os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    import multiprocessing as mp
+    from multiprocessing.connection import wait as wait_for
+
+    parent = mp.parent_process()
+    if parent is not None and parent.sentinel is not None:
+        def watch():
+            wait_for([parent.sentinel])
+            os._exit(1)
+
+        threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Workers leave Ctrl-C to the main process (which stops the pool cleanly) and die with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent_pid)
 
 
 def _decode_chunk(task):
-    """(chunk, first_row, files, S) -> (chunk, (k, S, S) uint8, [[row, reason], ...])."""
-    chunk, first, files, size = task
-    out = np.zeros((len(files), size, size), np.uint8)
+    """(chunk, first_row, root, rel_paths, S) -> (chunk, (k, S, S) uint8, [[row, reason], ...]).
+
+    Each path is checked again here (the plan file could have been edited between runs): a path
+    resolving outside ``root`` is reported, never opened.
+    """
+    chunk, first, root, rels, size = task
+    out = np.zeros((len(rels), size, size), np.uint8)
     bad = []
-    for j, f in enumerate(files):
+    for j, rel in enumerate(rels):
+        f = os.path.join(root, rel)
+        if not inside(root, f):
+            bad.append([first + j, OUTSIDE])
+            continue
         try:
             out[j] = decode(f, size)
         except BadImage as e:
             bad.append([first + j, str(e)])
     return chunk, out, bad
+
+
+def reason_kind(reason: str) -> str:
+    """A reason's category for the summary: "truncated file (...)" -> "truncated file"."""
+    kind = reason.split(":", 1)[0].split(" (", 1)[0].strip()
+    if kind.startswith("listed in") or "not found" in reason:
+        return "listed but missing"
+    return kind or "other"
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -210,23 +266,21 @@ def _decode_all(cache_dir: Path, manifest: dict, workers: int, progress: bool, l
     n_done = sum(min(cs, n - c * cs) for c in done)
     workers = max(1, min(workers, len(todo)))
     log(f"cache {cache_dir}: " + (f"resuming, {n_done:,} of {n:,} images already done; " if done else "")
-        + f"decoding {n - n_done:,} images with {workers} process{'es' if workers > 1 else ''}")
-    tasks = ((c, c * cs, [str(root / r[0]) for r in plan[c * cs:(c + 1) * cs]], size) for c in todo)
+        + f"decoding {n - n_done:,} image{'s' if n - n_done != 1 else ''} with {workers} "
+        f"process{'es' if workers > 1 else ''}")
+    tasks = ((c, c * cs, str(root), [r[0] for r in plan[c * cs:(c + 1) * cs]], size) for c in todo)
 
     from tqdm import tqdm
 
     offset = np.load(cache_dir / PARTIAL, mmap_mode="r").offset
     row_bytes = size * size
     with open(cache_dir / PARTIAL, "r+b") as data, open(cache_dir / PROGRESS, "ab") as plog, \
-            tqdm(total=n, initial=n_done, unit="img", desc="preprocess", disable=not progress,
+            tqdm(total=n, initial=n_done, unit="img", desc="preprocess", disable=not (progress and _is_tty()),
                  mininterval=0.5, smoothing=0.05, file=sys.stderr) as bar:
 
         def commit(result):
             c, arr, bad = result
-            data.seek(offset + c * cs * row_bytes)
-            data.write(arr.tobytes())
-            data.flush()
-            os.fsync(data.fileno())  # the rows are on disk before the log says so
+            _write_rows(data, offset + c * cs * row_bytes, arr)  # on disk before the log says so
             plog.write(json.dumps({"chunk": c, "bad": bad}).encode() + b"\n")
             plog.flush()
             os.fsync(plog.fileno())
@@ -240,7 +294,8 @@ def _decode_all(cache_dir: Path, manifest: dict, workers: int, progress: bool, l
         import multiprocessing as mp
 
         # spawn: the same behaviour on Linux, macOS and Windows, and no fork of a threaded parent
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_ignore_sigint) as pool:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                                 initargs=(os.getpid(),)) as pool:
             pending = set()
             try:
                 for t in tasks:
@@ -261,6 +316,22 @@ def _decode_all(cache_dir: Path, manifest: dict, workers: int, progress: bool, l
     return done
 
 
+def _is_tty() -> bool:
+    """A progress bar only on a terminal: in a log file or a pipe it is noise."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _write_rows(f, pos: int, arr: np.ndarray) -> None:
+    """Write decoded rows at byte ``pos`` of the open image file and fsync them."""
+    f.seek(pos)
+    f.write(arr.tobytes())
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def _finalize(cache_dir: Path, manifest: dict, done: dict[int, list], log) -> dict:
     _, plan = _read_csv(cache_dir / PLAN)
     n, size = manifest["n_planned"], manifest["image_size"]
@@ -279,12 +350,16 @@ def _finalize(cache_dir: Path, manifest: dict, done: dict[int, list], log) -> di
         else:
             src = np.load(partial, mmap_mode="r")
             tmp = cache_dir / (IMAGES + ".tmp")
-            dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(good), size, size))
-            for a in range(0, len(good), 4096):
-                dst[a:a + 4096] = src[good[a:a + 4096]]
-            dst.flush()
-            del dst, src
-            os.replace(tmp, final)
+            try:
+                dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(good), size, size))
+                for a in range(0, len(good), 4096):
+                    dst[a:a + 4096] = src[good[a:a + 4096]]
+                dst.flush()
+                del dst, src
+                os.replace(tmp, final)
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # the partial file and the log stay: a re-run finishes
+                raise
     labels = np.array([int(plan[i][1]) for i in good], np.int64)
     patients = np.array([plan[i][2] for i in good], dtype=str)
     groups = np.array([plan[i][3] for i in good], dtype=str)
@@ -295,11 +370,12 @@ def _finalize(cache_dir: Path, manifest: dict, done: dict[int, list], log) -> di
                ([plan[i][0], plan[i][1], plan[i][2], s] for i, s in zip(good, splits)))
     manifest = dict(manifest, state="complete", completed=time.strftime("%Y-%m-%d %H:%M:%S"),
                     counts=dict(manifest["counts"], bad=len(bad), cached=len(good)),
+                    bad_reasons=dict(Counter(reason_kind(r) for r in bad.values()).most_common()),
                     report_rows=len(report))
     _write_json(cache_dir / MANIFEST, manifest)
     for work in (PLAN, PROGRESS, PROBLEMS, PARTIAL):
         (cache_dir / work).unlink(missing_ok=True)
-    log(f"cache {cache_dir}: complete, {len(good):,} images"
+    log(f"cache {cache_dir}: complete, {len(good):,} image{'s' if len(good) != 1 else ''}"
         + (f", {len(bad):,} bad files skipped (see {REPORT})" if bad else ""))
     return manifest
 
@@ -352,20 +428,67 @@ def prepare(
         if diff:
             raise UserError(f"--cache {cache_dir} was made with other settings ({'; '.join(diff)}); "
                             "use another --cache folder or delete this one")
-    cache_dir.mkdir(parents=True, exist_ok=True)
     if manifest is None or manifest.get("state") != "complete":
-        with _Lock(cache_dir):
-            manifest = read_manifest(cache_dir)  # another process may have finished meanwhile
-            if manifest is None or manifest.get("state") == "planning":
-                listing = make_listing()
-                cs = chunk_size or default_chunk_size(len(listing), workers)
-                manifest = _plan(cache_dir, settings, split_settings, listing, cs)
-            if manifest["state"] == "building":
-                done = _decode_all(cache_dir, manifest, workers, progress, log)
-                manifest = _finalize(cache_dir, manifest, done, log)
+        # A new cache lists (and so validates) the data before anything is created on disk.
+        listing = make_listing() if manifest is None or manifest.get("state") == "planning" else None
+        if listing is not None:
+            _check_space(cache_dir, len(listing), settings["image_size"])
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            with _Lock(cache_dir):
+                manifest = read_manifest(cache_dir)  # another process may have finished meanwhile
+                if manifest is None or manifest.get("state") == "planning":
+                    listing = listing if listing is not None else make_listing()
+                    cs = chunk_size or default_chunk_size(len(listing), workers)
+                    manifest = _plan(cache_dir, settings, split_settings, listing, cs)
+                if manifest["state"] == "building":
+                    done = _decode_all(cache_dir, manifest, workers, progress, log)
+                    manifest = _finalize(cache_dir, manifest, done, log)
+        except OSError as e:
+            failure = _environment_failure(cache_dir, e)
+            if failure is None:
+                raise
+            raise failure from None
     else:
         log(f"cache {cache_dir}: complete ({manifest['counts']['cached']:,} images), nothing to decode")
     return load(cache_dir, manifest)
+
+
+def _check_space(cache_dir: Path, n: int, size: int) -> None:
+    """Refuse up front a cache the disk cannot hold (images.npy plus its compacted copy)."""
+    need = 2 * n * size * size + (1 << 20)
+    existing = cache_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return
+    if need > free:
+        raise EnvironmentFailure(f"--cache {cache_dir}: needs about {need / 2**20:,.0f} MiB for {n:,} images of "
+                                 f"{size}x{size}, only {free / 2**20:,.0f} MiB free on that disk; free space or "
+                                 "give another --cache")
+
+
+def _environment_failure(cache_dir: Path, e: OSError) -> EnvironmentFailure | None:
+    """A disk or permission failure while building -> one line (exit 1); None for other errors."""
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return EnvironmentFailure(f"--cache {cache_dir}: disk full while building the cache{where}; what was "
+                                  "decoded is kept: free space and run the same command again to resume")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return EnvironmentFailure(f"--cache {cache_dir}: cannot write there ({e.strerror}){where}; "
+                                  "give another --cache")
+    return None
+
+
+def _labels_column(cache_dir: Path, values) -> np.ndarray:
+    """The index's label column as int64, each 0 or 1, or one line naming the file and row."""
+    for i, v in enumerate(values):
+        if v not in ("0", "1"):
+            raise UserError(f"--cache {cache_dir}: {INDEX} row {i + 2}: label {v!r} is not 0 or 1; the cache is "
+                            "damaged: delete the folder to rebuild it")
+    return np.array(values, dtype=np.int64)
 
 
 def load(cache_dir: Path, manifest: dict | None = None) -> CacheContents:
@@ -382,11 +505,15 @@ def load(cache_dir: Path, manifest: dict | None = None) -> CacheContents:
     if header != ["path", "label", "patient", "split"] or images.shape != (len(rows), s, s) or images.dtype != np.uint8:
         raise UserError(f"--cache {cache_dir} is damaged (images.npy {images.shape} vs {len(rows)} index rows); "
                         "delete the folder to rebuild")
+    for i, r in enumerate(rows):
+        if len(r) != 4:
+            raise UserError(f"--cache {cache_dir}: {INDEX} row {i + 2} has {len(r)} fields, expected 4 "
+                            "(path,label,patient,split); the cache is damaged: delete the folder to rebuild it")
     cols = list(zip(*rows)) if rows else [(), (), (), ()]
     return CacheContents(
         images=images,
         paths=np.array(cols[0], dtype=str),
-        labels=np.array(cols[1], dtype=np.int64),
+        labels=_labels_column(cache_dir, cols[1]),
         patients=np.array(cols[2], dtype=str),
         splits=np.array(cols[3], dtype=str),
         manifest=manifest,

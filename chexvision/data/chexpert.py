@@ -27,7 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .listing import Listing, check_data_dir, column_index, drop_test_patients_from_trainval, read_csv
+from .listing import (
+    OUTSIDE,
+    Listing,
+    check_data_dir,
+    column_index,
+    drop_test_patients_from_trainval,
+    file_problem,
+    inside,
+    read_csv,
+)
 
 PATHOLOGIES = (
     "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema", "Consolidation",
@@ -51,7 +60,7 @@ def _value(cell: str) -> float:
 def _find_csv_folder(root: Path) -> Path:
     if (root / "train.csv").is_file():
         return root
-    cands = sorted(p.parent for p in root.glob("*/train.csv"))
+    cands = sorted(p.parent for p in root.glob("*/train.csv") if inside(root, p))
     if not cands:
         raise UserError(f"--data-dir {root}: no CheXpert train.csv there or one folder down "
                         "(expected CheXpert-v1.0-small/train.csv)")
@@ -78,7 +87,7 @@ def _read(csv_path: Path, base: Path, root: Path, uncertain: str, frontal_only: 
     if not i_path_cols:
         raise UserError(f"{csv_path}: missing the finding columns (expected e.g. {PATHOLOGIES[1]!r})")
     out = {"paths": [], "labels": [], "patients": []}
-    stats = {"uncertain_only": 0, "unlabelled": 0, "filtered": 0, "missing": 0}
+    stats = {"uncertain_only": 0, "unlabelled": 0, "filtered": 0, "missing": 0, "outside": 0}
     problems = []
     width = max([i_path, i_nf, *i_path_cols] + [i for i in (i_fl, i_view) if i is not None]) + 1
     for line, r in enumerate(rows, start=2):
@@ -104,9 +113,15 @@ def _read(csv_path: Path, base: Path, root: Path, uncertain: str, frontal_only: 
             problems.append((r[i_path].strip(), f"{csv_path.name} line {line}: no finding and no 'No Finding'; left out"))
             continue
         f = _resolve(base, root, r[i_path])
-        if not f.is_file():
+        if not inside(root, f):  # an absolute path elsewhere, a ../ escape, a symlink out: never opened
+            stats["outside"] += 1
+            problems.append((r[i_path].strip(), OUTSIDE))
+            continue
+        why = file_problem(f)
+        if why is not None:
             stats["missing"] += 1
-            problems.append((r[i_path].strip(), f"listed in {csv_path.name} but not found"))
+            problems.append((r[i_path].strip(), f"listed in {csv_path.name} but not found" if why.startswith("no such")
+                             else f"listed in {csv_path.name}: {why}"))
             continue
         m = _PATIENT.search(r[i_path])
         patient = m.group(1) if m else Path(r[i_path].strip()).parent.parent.name
@@ -128,7 +143,7 @@ def list_chexpert(data_dir, uncertain: str = "ignore", frontal_only: bool = Fals
         raise UserError(f"--data-dir {root}: not a folder (CheXpert expects the folder holding train.csv)")
     base = _find_csv_folder(root)
     parts, notes, problems = [], [], []
-    counts = {"listed": 0, "missing": 0, "uncertain_only": 0, "unlabelled": 0, "filtered": 0}
+    counts = {"listed": 0, "missing": 0, "uncertain_only": 0, "unlabelled": 0, "filtered": 0, "outside": 0}
     sources = [("train.csv", False)] + ([("valid.csv", True)] if (base / "valid.csv").is_file() else [])
     for name, is_test in sources:
         out, stats, probs, n_rows = _read(base / name, base, root, uncertain, frontal_only, view)
@@ -139,7 +154,8 @@ def list_chexpert(data_dir, uncertain: str = "ignore", frontal_only: bool = Fals
         parts.append((out, is_test))
         notes.append(f"{name}: {n_rows:,} rows -> {len(out['paths']):,} images"
                      + (f" ({stats['uncertain_only']:,} left out as uncertain-only)" if stats["uncertain_only"] else "")
-                     + (f", {stats['missing']:,} missing on disk" if stats["missing"] else ""))
+                     + (f", {stats['missing']:,} missing on disk" if stats["missing"] else "")
+                     + (f", {stats['outside']:,} {OUTSIDE}" if stats["outside"] else ""))
     paths = [p for out, _ in parts for p in out["paths"]]
     if not paths:
         raise UserError(f"--data-dir {root}: no CheXpert image listed in train.csv/valid.csv was found on disk "

@@ -11,23 +11,32 @@ import functools
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
+from ..validate import check_seed
 from . import cache as cache_mod
-from .listing import Listing, apply_limit
+from .listing import Listing, apply_limit, confine
 from .splits import SPLITS, assign_splits
 from .synthetic import make_synthetic
 
-DATASETS = ("synthetic", "folder", "nih", "chexpert")
+DATASETS = ("synthetic", "folder", "nih", "chexpert", "rsna")
 VIEWS = ("all", "PA", "AP")
 DEFAULTS = {
     "dataset": "synthetic", "data_dir": None, "cache": None, "image_size": 64, "val_fraction": 0.1,
     "test_fraction": 0.2, "limit": None, "view": "all", "frontal_only": False, "uncertain": "ignore",
     "synthetic_size": 2000, "workers": None, "seed": 0,
 }
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def add_data_arguments(parser) -> None:
@@ -36,7 +45,8 @@ def add_data_arguments(parser) -> None:
     g.add_argument("--dataset", choices=DATASETS, default="synthetic",
                    help="synthetic (default: generated offline, no download), folder (normal/ + abnormal/ or a "
                         "CSV path,label[,patient]), nih (ChestX-ray14, Kaggle or NIH layout), chexpert "
-                        "(CheXpert-v1.0-small)")
+                        "(CheXpert-v1.0-small), rsna (RSNA Pneumonia Detection Challenge, DICOM: needs the dicom "
+                        "extra)")
     g.add_argument("--data-dir", metavar="DIR", help="where the dataset lies (not needed for synthetic)")
     g.add_argument("--cache", metavar="DIR",
                    help="preprocessing cache folder (default: ./cache/<dataset>-<size>px-<hash of the settings>; "
@@ -54,7 +64,8 @@ def add_data_arguments(parser) -> None:
                         "counted abnormal (positive) or normal (negative)")
     g.add_argument("--synthetic-size", type=int, default=2000, metavar="N",
                    help="number of synthetic images (default 2000)")
-    g.add_argument("--workers", type=int, metavar="N", help="preprocessing processes (default: all CPU cores)")
+    g.add_argument("--workers", type=int, metavar="N",
+                   help="preprocessing processes (default and maximum: the CPU cores available)")
     g.add_argument("--seed", type=int, default=0, help="seeds the splits and the synthetic data (default 0)")
 
 
@@ -69,12 +80,16 @@ def _normalise(cfg: dict) -> dict:
     if not isinstance(c["image_size"], int) or not 4 <= c["image_size"] <= 1024:
         raise UserError(f"--image-size must be an integer from 4 to 1024, got {c['image_size']!r}")
     for k in ("val_fraction", "test_fraction"):
-        if not 0.0 < float(c[k]) < 1.0:
+        if isinstance(c[k], bool) or not isinstance(c[k], (int, float)) or not 0.0 < float(c[k]) < 1.0:
             raise UserError(f"--{k.replace('_', '-')} must be between 0 and 1 (exclusive), got {c[k]}")
     if c["limit"] is not None and c["limit"] < 1:
         raise UserError(f"--limit must be a positive number of images, got {c['limit']}")
+    for k in ("limit", "synthetic_size", "workers", "seed"):
+        if c[k] is not None and (isinstance(c[k], bool) or not isinstance(c[k], (int, np.integer))):
+            raise UserError(f"--{k.replace('_', '-')} must be an integer, got {c[k]!r}")
     if c["synthetic_size"] < 10:
         raise UserError(f"--synthetic-size must be at least 10, got {c['synthetic_size']}")
+    check_seed(c["seed"])  # before any generator is seeded with it
     if c["view"] not in VIEWS:
         raise UserError(f"--view must be one of {', '.join(VIEWS)}, got {c['view']!r}")
     if c["workers"] is not None and c["workers"] < 1:
@@ -105,6 +120,38 @@ def split_settings(cfg: dict) -> dict:
 def default_cache_dir(cfg: dict) -> Path:
     digest = hashlib.sha256(json.dumps(cache_settings(cfg), sort_keys=True).encode()).hexdigest()[:8]
     return Path("cache") / f"{cfg['dataset']}-{cfg['image_size']}px-{digest}"
+
+
+def reopen_config(saved: dict, data_dir: str | None = None, cache: str | None = None) -> dict:
+    """The data config of a saved run, ready to re-open its data (``evaluate``, ``--resume``).
+
+    Paths stored in a checkpoint are hints for reading only: a tampered ``config.json`` must not
+    make us create files where the user never asked. So the cache folder is
+
+    * ``cache`` (the user's ``--cache`` on this command line), created if needed; else
+    * the saved folder, only if it already holds a complete cache made with these settings (it is
+      then only read: no lock, no file created); else
+    * the default folder under ``./cache`` (as ``data_config`` picks it), built there.
+
+    ``data_dir`` (the user's ``--data-dir``) replaces the saved data folder; images are only read.
+    """
+    cfg = dict(saved)
+    if data_dir is not None:
+        cfg["data_dir"] = str(Path(data_dir).expanduser().resolve())
+    c = _normalise(cfg)
+    if c["dataset"] == "synthetic":
+        return dict(c, cache=None)
+    if cache is not None:
+        return dict(c, cache=str(Path(cache).expanduser().resolve()))
+    saved_cache = c.get("cache")
+    if saved_cache:
+        try:
+            m = cache_mod.read_manifest(Path(saved_cache))
+        except (UserError, OSError):
+            m = None
+        if m is not None and m.get("state") == "complete" and m.get("settings") == cache_settings(c):
+            return dict(c, cache=str(saved_cache))
+    return dict(c, cache=str(default_cache_dir(c).resolve()))
 
 
 def data_config(args) -> dict:
@@ -215,14 +262,18 @@ def _listing(cfg: dict) -> Listing:
     from .chexpert import list_chexpert
     from .folder import list_folder
     from .nih import list_nih
+    from .rsna import list_rsna
 
     if cfg["dataset"] == "nih":
         listing = list_nih(cfg["data_dir"], view=cfg["view"])
     elif cfg["dataset"] == "chexpert":
         listing = list_chexpert(cfg["data_dir"], cfg["uncertain"], cfg["frontal_only"], cfg["view"])
+    elif cfg["dataset"] == "rsna":
+        listing = list_rsna(cfg["data_dir"])
     else:
         listing = list_folder(cfg["data_dir"])
-    return apply_limit(listing, cfg["limit"], cfg["seed"])
+    # Whatever the dataset, no image path may lead out of --data-dir (symlinks resolved).
+    return apply_limit(confine(listing), cfg["limit"], cfg["seed"])
 
 
 def _split_note(cfg: dict, official: bool) -> str:
@@ -246,7 +297,7 @@ def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None
         progress: show a progress bar and status lines on stderr.
         chunk_size: images per resumable chunk when a new cache is planned (default: automatic).
         check_splits: refuse an empty or one-class split (False for external evaluation, which
-            scores every image and ignores the split).
+            scores every image and ignores the split, and for ``preprocess``, which only warns).
     """
     c = _normalise(cfg)
     if c["dataset"] == "synthetic":
@@ -259,7 +310,12 @@ def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None
         if c["data_dir"]:
             c["data_dir"] = str(Path(c["data_dir"]).expanduser().resolve())
         cache_dir = Path(c["cache"] or default_cache_dir(c))
-        workers = c["workers"] or os.cpu_count() or 1
+        cpus = available_cpus()
+        workers = c["workers"] or cpus
+        if workers > cpus:
+            print(f"--workers {workers}: only {cpus} CPU core{'s' if cpus > 1 else ''} available; using {cpus} "
+                  "process" + ("es" if cpus > 1 else ""), file=sys.stderr)
+            workers = cpus
         contents = cache_mod.prepare(cache_dir, cache_settings(c), lambda: _listing(c), split_settings(c),
                                      workers=workers, progress=progress, chunk_size=chunk_size)
         m = contents.manifest

@@ -202,3 +202,96 @@ def write_bad_files(folder, good: np.ndarray | None = None) -> dict[str, str]:
     for name, (content, _) in files.items():
         (folder / name).write_bytes(content)
     return {name: reason for name, (_, reason) in files.items()}
+
+
+def write_dicom(path, pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
+                rescale: tuple[float, float] | None = None, window: tuple[float, float] | None = None,
+                voi_lut: tuple[int, int, np.ndarray] | None = None, frames: int = 1, signed: bool = False,
+                patient_id: str = "anonymous", compress_rle: bool = False,
+                palette: np.ndarray | None = None) -> Path:
+    """Write ``pixels`` as a DICOM file (needs pydicom), a single-frame secondary capture.
+
+    Args:
+        pixels: (H, W) uint8/uint16/int16 stored values, or (H, W, 3) uint8 for RGB; with
+            ``frames`` > 1 the same pixels are repeated as that many frames.
+        photometric: MONOCHROME2, MONOCHROME1 or RGB.
+        bits_stored: Bits Stored (default: 8 for uint8, else 16).
+        rescale: (slope, intercept). window: (center, width).
+        voi_lut: (entries, first mapped value, LUT data) for a VOI LUT Sequence.
+        compress_rle: store with the RLE Lossless transfer syntax (pydicom's own encoder).
+        palette: (256, 3) 16-bit RGB entries: a PALETTE COLOR image whose 8-bit pixels index it.
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage, generate_uid
+
+    path = Path(path)
+    pixels = np.ascontiguousarray(pixels)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientID, ds.Modality = patient_id, "CR"
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.SamplesPerPixel = 3 if pixels.ndim == 3 else 1
+    ds.PhotometricInterpretation = photometric
+    if pixels.ndim == 3:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8 if pixels.dtype.itemsize == 1 else 16
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if rescale is not None:
+        ds.RescaleSlope, ds.RescaleIntercept = f"{rescale[0]:g}", f"{rescale[1]:g}"
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = f"{window[0]:g}", f"{window[1]:g}"
+    if voi_lut is not None:
+        entries, first, data = voi_lut
+        item = Dataset()
+        depth = 8 if int(np.max(data)) < 256 else 16
+        item.LUTDescriptor = [int(entries), int(first), depth]
+        item.LUTData = np.asarray(data, "<u2").tobytes()  # OW: one 16-bit word per entry
+        ds.VOILUTSequence = Sequence([item])
+    if palette is not None:
+        ds.PhotometricInterpretation = "PALETTE COLOR"
+        for i, c in enumerate(("Red", "Green", "Blue")):
+            setattr(ds, f"{c}PaletteColorLookupTableDescriptor", [len(palette), 0, 16])
+            setattr(ds, f"{c}PaletteColorLookupTableData", np.asarray(palette[:, i], "<u2").tobytes())
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = pixels.tobytes() * frames
+    if compress_rle:
+        ds.compress(RLELossless)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def make_rsna(root, n: int = 40, image_size: int = 64, seed: int = 0, boxes_per_positive: int = 2) -> dict:
+    """Write a fake RSNA Pneumonia Detection Challenge folder (Kaggle layout; needs pydicom).
+
+    ``stage_2_train_labels.csv`` (patientId,x,y,width,height,Target: one row per box for a
+    positive patient, one row with empty box for a negative) and one 8-bit MONOCHROME2 DICOM per
+    patient in ``stage_2_train_images/<patientId>.dcm``.
+
+    Returns:
+        {"ids", "labels" (n,) 0/1}.
+    """
+    root = Path(root)
+    images, labels, _ = _images(n, image_size, seed)
+    rng = np.random.default_rng(seed)
+    (root / "stage_2_train_images").mkdir(parents=True, exist_ok=True)
+    ids, rows = [], []
+    for i in range(n):
+        pid = f"{int(rng.integers(16**8)):08x}-{i:04x}-4{int(rng.integers(16**3)):03x}-a000-{i:012x}"
+        write_dicom(root / "stage_2_train_images" / f"{pid}.dcm", images[i], patient_id=pid)
+        if labels[i]:
+            for _ in range(boxes_per_positive):
+                rows.append([pid, *(int(v) for v in rng.integers(10, 600, 4)), 1])
+        else:
+            rows.append([pid, "", "", "", "", 0])
+        ids.append(pid)
+    _write_csv(root / "stage_2_train_labels.csv", ["patientId", "x", "y", "width", "height", "Target"], rows)
+    return {"ids": ids, "labels": np.asarray(labels, np.int64)}

@@ -5,7 +5,8 @@
 * a folder with ``normal/`` and ``abnormal/`` subfolders (images found at any depth inside);
 * a folder holding ``labels.csv``, or a ``.csv`` file itself: columns ``path`` and ``label``
   (``0``/``1`` or ``normal``/``abnormal``), optionally ``patient``; paths are relative to the
-  CSV's folder or absolute.
+  CSV's folder or absolute, and must lie inside that folder (after symlinks): any other path is
+  left out as "outside the data folder", never opened.
 
 Without patient ids every image counts as its own patient, which is only safe if no patient has
 two images; the description says so. The split is a patient-level one (no official test set).
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .listing import Listing, check_data_dir, column_index, read_csv, scan_images
+from .listing import OUTSIDE, Listing, check_data_dir, column_index, file_problem, inside, read_csv, scan_images
 
 _LABELS = {"0": 0, "1": 1, "normal": 0, "abnormal": 1, "0.0": 0, "1.0": 1}
 NO_PATIENT_NOTE = ("no patient ids: each image counts as its own patient (if a patient has several "
@@ -28,7 +29,7 @@ NO_PATIENT_NOTE = ("no patient ids: each image counts as its own patient (if a p
 def _from_subfolders(root: Path) -> Listing:
     paths, labels = [], []
     for label, sub in ((0, "normal"), (1, "abnormal")):
-        found = scan_images(root / sub)
+        found = scan_images(root / sub, within=root)
         paths += [f"{sub}/{p}" for p in found]
         labels += [label] * len(found)
     if not paths:
@@ -46,25 +47,35 @@ def _from_csv(csv_path: Path) -> Listing:
     i_pat = column_index(header, csv_path, "patient") if "patient" in [h.lower() for h in header] else None
     base = csv_path.parent
     paths, labels, patients, problems = [], [], [], []
+    n_outside = 0
     for line, r in enumerate(rows, start=2):
         r = r + [""] * (len(header) - len(r))
         p, lab = r[i_path].strip(), r[i_label].strip().lower()
         if lab not in _LABELS:
             raise UserError(f"{csv_path} line {line}: label {r[i_label]!r} is not one of 0, 1, normal, abnormal")
-        if not (base / p).is_file():
-            problems.append((p, f"listed in {csv_path.name} but not found"))
+        if not inside(base, p):  # an absolute path elsewhere, a ../ escape, a symlink out: never opened
+            problems.append((p, OUTSIDE))
+            n_outside += 1
+            continue
+        why = file_problem(base / p)
+        if why is not None:
+            problems.append((p, f"listed in {csv_path.name} but not found" if why.startswith("no such")
+                             else f"listed in {csv_path.name}: {why}"))
             continue
         paths.append(p)
         labels.append(_LABELS[lab])
         patients.append(r[i_pat].strip() if i_pat is not None and r[i_pat].strip() else p.rsplit(".", 1)[0])
     if not paths:
-        raise UserError(f"{csv_path}: none of its {len(rows):,} listed images were found")
-    notes = [f"labels: {csv_path.name} ({len(rows):,} rows, {len(problems):,} listed files missing)"]
+        raise UserError(f"{csv_path}: none of its {len(rows):,} listed images were found"
+                        + (f" ({n_outside:,} lie {OUTSIDE}, never read)" if n_outside else ""))
+    n_missing = len(problems) - n_outside
+    notes = [f"labels: {csv_path.name} ({len(rows):,} rows, {n_missing:,} listed files missing"
+             + (f", {n_outside:,} {OUTSIDE}" if n_outside else "") + ")"]
     if i_pat is None:
         notes.append(NO_PATIENT_NOTE)
     notes.append("split: patient-level (no official test set)")
     return Listing(base, paths, np.array(labels, np.int64), np.array(patients, dtype=str), None, notes, problems,
-                   {"listed": len(rows), "missing": len(problems)})
+                   {"listed": len(rows), "missing": n_missing, "outside": n_outside})
 
 
 def list_folder(data_dir) -> Listing:

@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,9 @@ import numpy as np
 from ..errors import UserError
 from .splits import stratified_subset
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".dcm", ".dicom")
+# The reason every reader gives for a path from a label file that leads out of --data-dir.
+OUTSIDE = "outside the data folder"
 
 
 @dataclass
@@ -52,6 +55,54 @@ class Listing:
         return np.where(self.test_mask, "test", "trainval")
 
 
+def inside(root, path) -> bool:
+    """Whether ``path`` (after every symlink, ``..`` and absolute part) lies inside ``root``.
+
+    ``root / "../x"``, ``root / "/etc/passwd"`` and a symlink under ``root`` to a file elsewhere
+    are all outside. Nothing is opened: only ``realpath``'s ``lstat`` / ``readlink`` calls.
+    """
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(Path(root) / path)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+
+
+def file_problem(path) -> str | None:
+    """None for a regular file (after symlinks), else why it is no image file: no such file, a
+    folder, or not a regular file (a FIFO, a device, a socket), which is never opened."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except NotADirectoryError:
+        return "no such file (a parent is not a folder)"
+    except OSError as e:
+        return f"cannot stat ({e.strerror or e})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not an image file"
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "special")
+        return f"not a regular file ({kind})"
+    return None
+
+
+def confine(listing: Listing) -> Listing:
+    """Leave out (and report as "outside the data folder") every image whose path resolves,
+    after symlinks, outside ``listing.root``; a UserError if none is left."""
+    keep = np.array([inside(listing.root, p) for p in listing.paths], dtype=bool)
+    if keep.all():
+        return listing
+    out = listing.select(np.flatnonzero(keep))
+    out.problems = listing.problems + [(listing.paths[i], OUTSIDE) for i in np.flatnonzero(~keep)]
+    n_out = int((~keep).sum())
+    out.counts = dict(listing.counts, outside=listing.counts.get("outside", 0) + n_out)
+    out.notes = listing.notes + [f"{n_out:,} images whose path leads outside --data-dir left out (see the report)"]
+    if not keep.any():
+        raise UserError(f"--data-dir {listing.root}: every listed image lies {OUTSIDE} (after symlinks); "
+                        "nothing is read from elsewhere")
+    return out
+
+
 def check_data_dir(data_dir) -> Path:
     if data_dir is None or str(data_dir) == "":
         raise UserError("--data-dir is required for this dataset")
@@ -73,18 +124,30 @@ def find_file(root: Path, names: tuple[str, ...], max_depth: int = 2) -> list[Pa
     return sorted(found, key=lambda p: (len(p.relative_to(root).parts), str(p)))
 
 
-def scan_images(root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[str]:
-    """Every image file under ``root`` (following symlinked folders once), as sorted POSIX
-    paths relative to ``root``. Hidden folders are skipped."""
+def scan_images(root: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS, within: Path | None = None) -> list[str]:
+    """Every image file under ``root``, as sorted POSIX paths relative to ``root``.
+
+    A symlinked folder is followed only if it resolves inside ``within`` (default ``root``: the
+    data folder) and was not visited before, so a link to ``/`` or to a parent neither walks the
+    file system nor loops. Hidden folders and files are skipped. Files that are symlinks are
+    listed; ``confine`` later leaves out those that point outside.
+    """
     out = []
-    seen = set()
+    within = within if within is not None else root
+    if not inside(within, root):
+        return out
+    seen = {os.path.realpath(root)}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a symlink loop or a folder linked twice
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real in seen or not inside(within, real):  # a loop, a folder linked twice, or a way out
+                continue
+            seen.add(real)
+            keep.append(d)
+        dirnames[:] = keep
         rel = Path(dirpath).relative_to(root)
         for f in filenames:
             if f.lower().endswith(extensions) and not f.startswith("."):

@@ -2,7 +2,9 @@
 
 * Images: ``images_001/images/*.png`` … ``images_012/images/*.png`` (Kaggle), a flat
   ``images/`` folder (NIH box), or anywhere else under ``--data-dir``: every ``*.png`` found is
-  matched to the label file by its file name.
+  matched to the label file by its file name. The scan never follows a symlinked folder out of
+  ``--data-dir`` (nor round a loop); an ``Image Index`` that is a path leading out of it (``../``,
+  absolute) is left out as "outside the data folder".
 * Labels: ``Data_Entry_2017*.csv`` (also ``.csv.gz``) anywhere up to two folders down, in any of
   its real variants: Kaggle 2017 (trailing empty column, integer ages), the NIH box 2017 (ages
   like ``058Y``, zero-padded patient ids) and the v2020 revision. Only ``Image Index``,
@@ -21,11 +23,13 @@ import numpy as np
 
 from ..errors import UserError
 from .listing import (
+    OUTSIDE,
     Listing,
     check_data_dir,
     column_index,
     drop_test_patients_from_trainval,
     find_file,
+    inside,
     read_csv,
     scan_images,
 )
@@ -103,6 +107,13 @@ def list_nih(data_dir, view: str = "all") -> Listing:
     if skipped:
         notes.append(f"{len(skipped):,} unusable rows in {csv_path.name} skipped (see the report)")
 
+    escapes = np.array([("/" in n or "\\" in n) and not inside(root, n.replace("\\", "/")) for n in names], bool)
+    if escapes.any():  # a file name is all the NIH label file may hold; a path out is never matched
+        problems += [(names[i], OUTSIDE) for i in np.flatnonzero(escapes)]
+        notes.append(f"{int(escapes.sum()):,} Image Index values lead {OUTSIDE}; left out")
+        names = [n for n, e in zip(names, escapes) if not e]
+        labels, patients, views = labels[~escapes], patients[~escapes], views[~escapes]
+
     if view != "all":
         keep = views == view.upper()
         notes.append(f"--view {view}: {int(keep.sum()):,} of {len(names):,} images kept")
@@ -168,6 +179,6 @@ def list_nih(data_dir, view: str = "all") -> Listing:
         notes.append("no train_val_list.txt / test_list.txt under --data-dir: patient-level split of all "
                      "images (test and validation carved by Patient ID)")
     listing = Listing(root, paths, labels, patients, test_mask, notes, problems,
-                      {"listed": len(names), "missing": len(missing), "unlisted": len(unlisted),
-                       "skipped_rows": len(skipped)})
+                      {"listed": len(names) + int(escapes.sum()), "missing": len(missing), "unlisted": len(unlisted),
+                       "skipped_rows": len(skipped), "outside": int(escapes.sum())})
     return drop_test_patients_from_trainval(listing, "test_list.txt")

@@ -62,8 +62,9 @@ def _findings(rng: np.random.Generator) -> list[str]:
     return [first]
 
 
-def _render(rng: np.random.Generator, a: dict, size: int, findings: list[str]) -> np.ndarray:
-    """One image in [0, 1] floats (before exposure and quantisation)."""
+def _render(rng: np.random.Generator, a: dict, size: int, findings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """One image in [0, 1] floats (before exposure and quantisation), and the intensity the
+    findings added to it (zeros for a normal image)."""
     # pose jitter shared by every structure: shift, scale, small rotation
     ang = rng.normal(0, 0.04)
     sc = rng.normal(1.0, 0.03)
@@ -91,6 +92,11 @@ def _render(rng: np.random.Generator, a: dict, size: int, findings: list[str]) -
     media = _ellipse(u, v, 0.0, -0.25, 0.1, 0.45, 0.1)
     img = img + 0.25 * np.maximum(heart, media) * lung_mask + 0.12 * spine * body
     img = img + 0.08 * np.maximum(heart, media) * (1 - lung_mask) * body
+    lesion = np.zeros_like(img)
+    if heart_scale != 1.0:  # cardiomegaly: what the wider heart added over the patient's own
+        own = _ellipse(u, v, a["heart_cx"], a["heart_cy"], a["heart_ax"], a["heart_ay"], 0.1)
+        extra = np.maximum(heart, media) - np.maximum(own, media)
+        lesion = lesion + 0.25 * extra * lung_mask + 0.08 * extra * (1 - lung_mask) * body
     # clavicles
     for side in (-1, 1):
         d = (v + 0.62) - 0.35 * (side * u - 0.1) ** 2 * (side * u > 0)
@@ -111,27 +117,37 @@ def _render(rng: np.random.Generator, a: dict, size: int, findings: list[str]) -
                 amp = rng.uniform(0.3, 0.45)
                 blobs = np.maximum(blobs, amp * np.exp(-0.5 * ((u - bx) ** 2 + (v - by) ** 2) / s**2))
             img = img + blobs * lungs[side]
+            lesion = lesion + blobs * lungs[side]
         elif f == "effusion":
             level = cy + a["lung_ay"] * rng.uniform(0.35, 0.75)
             # meniscus: the fluid line rises towards the chest wall
             line = level - 0.5 * (np.abs(u - cx) / a["lung_ax"]) ** 2 * 0.2
             fluid = 0.5 * (1 + np.tanh((v - line) / 0.04))
-            img = img + rng.uniform(0.28, 0.4) * fluid * lungs[side]
-    return img
+            added = rng.uniform(0.28, 0.4) * fluid * lungs[side]
+            img = img + added
+            lesion = lesion + added
+    return img, lesion
 
 
-def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0):
+LESION_MIN = 0.05  # a pixel belongs to the lesion mask where the findings added more than this
+
+
+def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0, return_masks: bool = False):
     """Generate ``n`` synthetic chest X-rays.
 
     Returns:
         images: (n, S, S) uint8; labels: (n,) int64 (0 normal, 1 abnormal);
-        patients: (n,) str ("syn00042"); paths: (n,) str ("synthetic/syn00042_001").
+        patients: (n,) str ("syn00042"); paths: (n,) str ("synthetic/syn00042_001");
+        with ``return_masks``, a fifth array: (n, S, S) bool, where the planted findings added more
+        than ``LESION_MIN`` to the [0, 1] intensity before blur and exposure (all False for a normal
+        image). Asking for masks changes no image.
 
     Patient k's images depend only on (seed, k), so a larger ``n`` extends a smaller one.
     """
     if n < 1:
         raise ValueError(f"synthetic dataset size must be >= 1, got {n}")
     images = np.empty((n, image_size, image_size), np.uint8)
+    masks = np.zeros((n, image_size, image_size), bool) if return_masks else None
     labels = np.empty(n, np.int64)
     patients, paths = [], []
     i, k = 0, 0
@@ -140,7 +156,9 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0):
         a = _patient_anatomy(rng)
         for j in range(min(int(rng.integers(1, 7)), n - i)):
             y = int(rng.random() < a["risk"])
-            img = _render(rng, a, image_size, _findings(rng) if y else [])
+            img, lesion = _render(rng, a, image_size, _findings(rng) if y else [])
+            if return_masks:
+                masks[i] = lesion > LESION_MIN
             img = _blur(img, rng.uniform(0.3, 0.9) * image_size / 64)
             # exposure: gain, offset and gamma per image; then quantum noise
             img = np.clip(img, 0, 1) ** rng.uniform(0.85, 1.2)
@@ -152,4 +170,6 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0):
             paths.append(f"synthetic/syn{k:05d}_{j:03d}")
             i += 1
         k += 1
+    if return_masks:
+        return images, labels, np.array(patients), np.array(paths), masks
     return images, labels, np.array(patients), np.array(paths)

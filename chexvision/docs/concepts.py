@@ -131,4 +131,19 @@ PARTS: list[tuple[str, list[Concept]]] = [
         Concept("Evaluation and prediction", "The threshold comes from validation only; `predict` runs on the "
                 "NumPy track without torch.", files=("chexvision/evaluate.py", "chexvision/predict.py")),
     ]),
+    ("Looking inside: explanations", [
+        Concept("Hooks", "torch's module hooks, by the same names: a forward hook sees a layer's output, a full "
+                "backward hook its `grad_output` and `grad_input`. In numpy_nn `__call__` runs the forward hooks "
+                "and the hooked `backward` runs the backward hooks; in torch autograd does.",
+                (Item(("RemovableHandle",), ("torch.utils.hooks.RemovableHandle",)),)),
+        Concept("Saliency, gradient × input, SmoothGrad, Grad-CAM", "A saliency map is the backward pass carried "
+                "one step further, to the image: the same hand-written backward, seeded with a one-hot upstream "
+                "gradient on the explained logit, with the first layer computing dL/dx (training skips it). "
+                "Grad-CAM reads a layer's activation and its gradient through the hooks. torch gets the same maps "
+                "from autograd and its own hooks; `parity/test_explain.py` checks them equal (float64) and checks "
+                "our torch Grad-CAM against captum's `LayerGradCam`.",
+                (Item(("Saliency",)), Item(("InputXGradient",)), Item(("SmoothGrad",)), Item(("GradCAM",)),
+                 Item(("upsample_bilinear",), ("torch.nn.functional.interpolate",))),
+                modules=("numpy_nn.explain",), functions=True, files=("chexvision/explain.py",)),
+    ]),
 ]
