@@ -157,7 +157,7 @@ def lockstep(cfg: TrainConfig, args, steps: int, perturb, tolerance: float) -> d
     idx = ds.indices("train")
     if len(idx) == 0:
         raise UserError("the training split is empty; use more images")
-    spec = model_spec(cfg.model, ds.image_size, cfg.hidden, cfg.dropout)
+    spec = model_spec(cfg.model, ds.image_size, cfg.hidden, cfg.dropout, out_features=ds.task.n_outputs)
     aug = Augmenter(cfg.flip, cfg.noise_std, cfg.brightness, cfg.contrast) if cfg.augment else None
     loader = BatchLoader(ds, idx, cfg.batch_size, Standardizer.fit(ds.images, idx), shuffle=True, augmenter=aug,
                          seed=cfg.seed, layout=layout(spec), dtype=np.dtype(cfg.dtype))

@@ -79,13 +79,15 @@ def load_standardizer(checkpoint: ckpt.Checkpoint):
 
 
 def score_split(engine, ds, idx, standardizer, layout: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """P(abnormal) and labels of the images ``idx``, in order."""
+    """P(abnormal) and labels of the images ``idx``, in order: (N,) for one output; (N, K) probabilities
+    and labels (1 / 0 / -1 masked) for K findings."""
     from numpy_nn.layers import sigmoid
 
     from .data import BatchLoader
 
     loader = BatchLoader(ds, idx, SCORE_BATCH, standardizer, shuffle=False, layout=layout, dtype=np.dtype(dtype))
-    return sigmoid(engine.logits(loader)), ds.labels[idx]
+    labels = ds.labels[idx] if ds.task.is_binary else ds.targets[idx]
+    return sigmoid(engine.logits(loader)), labels
 
 
 def run(args) -> int:
@@ -140,6 +142,11 @@ def run(args) -> int:
                if history_path.is_file() else None)
     config = dict(checkpoint.config, evaluated={"checkpoint": str(checkpoint.dir), "track": track,
                                                 "epoch": checkpoint.meta.get("epoch")})
+    if not ds.task.is_binary:
+        from .findings_cli import evaluate_findings
+
+        return evaluate_findings(out, ds, checkpoint, track, threshold, method, value, args.n_boot, history, config,
+                                 val_scores, val_labels, test_scores, test_labels)
     result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
                               test_labels=test_labels, history=history, config=config, threshold_method=method,
                               threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0),

@@ -161,6 +161,9 @@ def run_external(args) -> int:
     if args.dataset != "synthetic" and not args.eval_data_dir:
         raise UserError(f"--dataset {args.dataset} needs --data-dir (the external data set's folder)")
     checkpoint = ckpt.load_checkpoint(args.checkpoint)
+    if (checkpoint.config.get("task") or {}).get("name", "binary") != "binary":
+        raise UserError(f"--checkpoint {args.checkpoint}: external validation scores binary (normal vs abnormal) runs; "
+                        "this run is --task findings (evaluate it without --dataset)")
     out = Path(args.out) if args.out else default_out(checkpoint, args.dataset)
     check_out(out)
     threshold, source = saved_threshold(checkpoint)

@@ -135,6 +135,7 @@ def predict_images(engine, standardizer, images: np.ndarray, spec: dict) -> np.n
 
 def run(args) -> int:
     from .evaluate import load_engine, load_standardizer
+    from .findings_cli import predict_findings, task_of
 
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise UserError(f"--out {args.out}: give a .csv or .json file name")
@@ -143,8 +144,11 @@ def run(args) -> int:
     if args.threshold is not None:
         validate.check_threshold(args.threshold, "--threshold")
     checkpoint = ckpt.load_checkpoint(args.checkpoint)
+    task = task_of(checkpoint)
     paths = collect_paths(args.image, args.dir)
-    if args.threshold is not None:
+    if not task.is_binary:
+        threshold = source = None  # per finding, in predict_findings
+    elif args.threshold is not None:
         threshold, source = float(args.threshold), "--threshold"
     else:
         threshold, source = saved_threshold(checkpoint)
@@ -164,6 +168,14 @@ def run(args) -> int:
             print(f"chexvision predict: error: {e}", file=sys.stderr)
             failed += 1
     rows = []
+    if good and not task.is_binary:  # K probabilities and flags at the per-finding thresholds
+        rows, bad = predict_findings(args, checkpoint, task, good,
+                                     predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec))
+        failed += bad
+        if explaining and rows:  # each image's map for --target or its most probable finding
+            _explain(args, explaining, engine, standardizer, checkpoint.model_spec, rows,
+                     dict(zip(map(str, good), arrays)))
+        return (2 if not rows else 1) if failed else 0
     if good:
         probs = predict_images(engine, standardizer, np.stack(arrays), checkpoint.model_spec)
         for path, p in zip(good, probs):

@@ -36,6 +36,7 @@ ARTIFACTS = (
     "metrics.json", "REPORT.md", "val_scores.npy", "val_labels.npy", "test_scores.npy", "test_labels.npy",
     "loss_curve.png", "roc.png", "pr.png", "confusion.png", "confusion_val.png",
     "explain_tp.png", "explain_fp.png", "explain_fn.png",
+    "roc_grid.png",  # --task findings (chexvision.report_findings)
 )  # fmt: skip
 
 

@@ -110,8 +110,8 @@ def add_arguments(p) -> None:
     _opt(g, "--l1", "l1", "L1 penalty on weights, added to the loss", type=float)
     _opt(g, "--l2", "l2", "L2 penalty on weights, added to the loss", type=float)
     _opt(g, "--label-smoothing", "label_smoothing", "BCE label smoothing", type=float)
-    _opt(g, "--pos-weight", "pos_weight", "loss weight of abnormal examples: a number or 'auto' (n_normal/n_abnormal); "
-         "none means 1", metavar="X|auto")
+    _opt(g, "--pos-weight", "pos_weight", "loss weight of abnormal examples: a number or 'auto' (n_normal/n_abnormal; with --task "
+         "findings one per finding from its training labels); none means 1", metavar="X|auto")
     _opt(g, "--scheduler", "scheduler", "cosine (linear warm-up, then cosine decay) or none", choices=SCHEDULERS)
     _opt(g, "--warmup-epochs", "warmup_epochs", "linear warm-up epochs", type=int)
     _opt(g, "--warmup-start-factor", "warmup_start_factor", "warm-up starts at lr times this", type=float)
@@ -189,12 +189,15 @@ class Trainer:
         self.cfg, self.data_cfg, self.ds, self.out, self.progress = cfg, data_cfg, ds, Path(out), progress
         self.train_idx, self.val_idx = ds.indices("train"), ds.indices("val")
         _check_splits(ds, self.train_idx, self.val_idx)
-        self.y_val = ds.labels[self.val_idx]
-        self.spec = model_spec(cfg.model, ds.image_size, cfg.hidden, cfg.dropout, cfg.channels)
+        self.task = ds.task  # binary: one output; findings: one per finding (chexvision.tasks)
+        self.y_val = ds.labels[self.val_idx] if self.task.is_binary else ds.targets[self.val_idx]
+        self.spec = model_spec(cfg.model, ds.image_size, cfg.hidden, cfg.dropout, cfg.channels,
+                               out_features=self.task.n_outputs)
         self.layout = layout(self.spec)
         self.engine = make_engine(cfg.track, self.spec, cfg.dtype, cfg.device, cfg.lockstep)
         self.threshold_method, self.threshold_value = parse_threshold(cfg.threshold)
-        self.config = {"format": ckpt.FORMAT, "train": cfg.to_dict(), "data": data_cfg, "model": self.spec}
+        self.config = {"format": ckpt.FORMAT, "train": cfg.to_dict(), "data": data_cfg, "model": self.spec,
+                       "task": self.task.to_dict()}
         self.history: list[dict] = []
         self.best_auc, self.best_epoch, self.bad_epochs, self.stopped_early = -math.inf, 0, 0, False
         self.first_loss, self.warned_growth = None, False  # the loss-growth warning (see _check_growth)
@@ -211,10 +214,14 @@ class Trainer:
                           layout=self.layout, dtype=dtype)
         return train, val
 
-    def _pos_weight(self) -> float | None:
+    def _pos_weight(self) -> float | list | None:
         pw = self.cfg.pos_weight
         if pw != "auto":
             return None if pw is None else float(pw)
+        if not self.task.is_binary:  # per finding, from the unmasked training labels
+            from .tasks import auto_pos_weight
+
+            return auto_pos_weight(self.ds.targets[self.train_idx]).tolist()
         y = self.ds.labels[self.train_idx]
         return float((y == 0).sum() / max(int((y == 1).sum()), 1))
 
@@ -244,7 +251,10 @@ class Trainer:
             self._epoch(epoch, steps)
         best = self.history[self.best_epoch - 1] if self.best_epoch else None
         if best is not None:
-            print(f"best: epoch {self.best_epoch}, val AUC {best['val_auc']:.4f}, threshold {best['threshold']:.4g} "
+            thr = best["threshold"]
+            thr = f"{thr:.4g}" if self.task.is_binary else "per finding " + ", ".join(f"{t:.3g}" for t in thr)
+            print(f"best: epoch {self.best_epoch}, val {'macro ' if not self.task.is_binary else ''}AUC "
+                  f"{best['val_auc']:.4f}, threshold {thr} "
                   f"({cfg.threshold} on validation); {time.perf_counter() - t_start:.1f} s. "
                   f"Next: python -m chexvision evaluate --checkpoint {self.out}", flush=True)
         return {"best_epoch": self.best_epoch, "best_val_auc": self.best_auc, "history": self.history}
@@ -312,6 +322,11 @@ class Trainer:
         if not np.all(np.isfinite(logits)):
             self._diverged(epoch, None, None, math.nan, 0.0)
         y = self.y_val
+        if not self.task.is_binary:
+            from .metrics_multilabel import validation_record
+
+            return {"epoch": epoch + 1, **validation_record(y, logits, self.threshold_method, self.threshold_value,
+                                                            self.task.outputs)}
         prob = sigmoid(logits)
         return {
             "epoch": epoch + 1,

@@ -177,8 +177,10 @@ def check_meta(meta, source: str) -> dict:
     if thr is not None:
         if not isinstance(thr, dict):
             raise UserError(f"{source}: 'threshold' must be an object with a 'value', got {thr!r}")
-        if thr.get("value") is not None:
-            check_threshold(thr["value"], source)
+        value = thr.get("value")
+        for v in value if isinstance(value, list) else [value]:  # --task findings: one per finding
+            if v is not None:
+                check_threshold(v, source)
     return meta
 
 

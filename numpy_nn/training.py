@@ -37,11 +37,12 @@ def train_step(model: Module, criterion, optimizer, x: np.ndarray, y: np.ndarray
     """zero_grad → forward → loss (+ L1/L2 penalty) → backward → optimizer step.
 
     Args:
-        model: a numpy_nn model producing one logit per example, (N, 1) or (N,).
-        criterion: e.g. ``BCEWithLogitsLoss``; called on the flattened logits and targets.
+        model: a numpy_nn model producing K logits per example, (N, K) (K = 1: one output).
+        criterion: e.g. ``BCEWithLogitsLoss``; called on the logits and the targets reshaped to
+            the logits' shape, so a per-output ``pos_weight`` (K,) broadcasts over the last dim.
         optimizer: any ``numpy_nn.optim`` optimizer over the model's parameters.
         x: a batch of inputs, (N, ...).
-        y: targets, (N,) or (N, 1).
+        y: targets, (N, K), or (N,) when K = 1.
         l1, l2: strengths of the penalty l1·Σ|w| + l2·Σw² (added to the loss, not the decay).
         reg_params: parameters the penalty applies to (default: the weights, ``weights(model)``).
 
@@ -52,11 +53,11 @@ def train_step(model: Module, criterion, optimizer, x: np.ndarray, y: np.ndarray
         reg_params = weights(model)
     optimizer.zero_grad()
     logits = model(x)
-    data_loss = criterion(logits.reshape(-1), y.reshape(-1))  # (N, 1) -> (N,)
+    data_loss = criterion(logits, y.reshape(logits.shape))  # (N, K); (N,) targets -> (N, 1)
     reg_loss = penalty(reg_params, l1, l2)
     # backward of data_loss + reg_loss: the criterion's gradient through the model, then the
     # penalty's gradient into the same .grad arrays (gradients add).
-    model.backward(criterion.backward().reshape(logits.shape))  # (N,) -> (N, 1)
+    model.backward(criterion.backward())  # d loss / d logits, (N, K)
     penalty_backward(reg_params, l1, l2)
     optimizer.step()
     return float(data_loss), float(reg_loss)

@@ -42,7 +42,7 @@ def train_step(model: nn.Module, criterion, optimizer, x: torch.Tensor, y: torch
         reg_params = weights(model)
     optimizer.zero_grad()
     logits = model(x)
-    data_loss = criterion(logits.reshape(-1), y.reshape(-1))  # (N, 1) -> (N,)
+    data_loss = criterion(logits, y.reshape(logits.shape))  # (N, K); (N,) targets -> (N, 1)
     reg_loss = penalty(reg_params, l1, l2)
     # backward of data_loss + reg_loss: autograd sends the gradients of both terms into .grad.
     (data_loss + reg_loss).backward()

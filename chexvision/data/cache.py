@@ -4,7 +4,8 @@ A cache is a folder::
 
     cache.json       settings that made it, state, counts, notes (the manifest)
     images.npy       (N, S, S) uint8, opened with mmap_mode="r": training reads batches from it
-    index.csv        path,label,patient,split for row i of images.npy
+    index.csv        path,label,patient,split for row i of images.npy (--task findings: then one
+                     column per finding, 1 / 0 / -1 for uncertain or masked)
     bad_files.csv    path,reason for every file left out: undecodable, missing, unlisted, ...
 
 and, while it is being built, ``plan.csv`` (the rows to decode), ``images.partial.npy`` (rows
@@ -78,6 +79,8 @@ class CacheContents:
     patients: np.ndarray  # (N,) str
     splits: np.ndarray  # (N,) str, as written with manifest["split_settings"]
     manifest: dict
+    findings: np.ndarray | None = None  # (N, K) int64 1 / 0 / -1 (--task findings), else None
+    finding_names: tuple[str, ...] = ()
 
 
 # -- small file helpers -------------------------------------------------------------------------
@@ -237,8 +240,10 @@ def _plan(cache_dir: Path, settings: dict, split_settings: dict, listing: Listin
     manifest = {"format": FORMAT, "version": VERSION, "settings": settings, "state": "planning"}
     _write_json(cache_dir / MANIFEST, manifest)
     groups = listing.groups()
-    _write_csv(cache_dir / PLAN, ["path", "label", "patient", "group"],
-               zip(listing.paths, listing.labels.tolist(), listing.patients.tolist(), groups.tolist()))
+    names = list(listing.finding_names) if listing.findings is not None else []
+    cols = [listing.paths, listing.labels.tolist(), listing.patients.tolist(), groups.tolist()]
+    _write_csv(cache_dir / PLAN, ["path", "label", "patient", "group", *names],
+               (list(r[:4]) + list(r[4]) for r in zip(*cols, listing.findings.tolist())) if names else zip(*cols))
     _write_csv(cache_dir / PROBLEMS, ["path", "reason"], listing.problems)
     for stale in (PROGRESS, IMAGES, INDEX, REPORT):
         (cache_dir / stale).unlink(missing_ok=True)
@@ -333,7 +338,8 @@ def _write_rows(f, pos: int, arr: np.ndarray) -> None:
 
 
 def _finalize(cache_dir: Path, manifest: dict, done: dict[int, list], log) -> dict:
-    _, plan = _read_csv(cache_dir / PLAN)
+    plan_header, plan = _read_csv(cache_dir / PLAN)
+    finding_names = plan_header[4:]
     n, size = manifest["n_planned"], manifest["image_size"]
     bad = {int(row): reason for chunk in done.values() for row, reason in chunk}
     good = np.array([i for i in range(n) if i not in bad], dtype=np.int64)
@@ -366,8 +372,8 @@ def _finalize(cache_dir: Path, manifest: dict, done: dict[int, list], log) -> di
     ss = manifest["split_settings"]
     test_mask = None if manifest["split_source"] == "patient" else groups == "test"
     splits = assign_splits(labels, patients, test_mask, ss["val_fraction"], ss["test_fraction"], ss["seed"])
-    _write_csv(cache_dir / INDEX, ["path", "label", "patient", "split"],
-               ([plan[i][0], plan[i][1], plan[i][2], s] for i, s in zip(good, splits)))
+    _write_csv(cache_dir / INDEX, ["path", "label", "patient", "split", *finding_names],
+               ([plan[i][0], plan[i][1], plan[i][2], s, *plan[i][4:]] for i, s in zip(good, splits)))
     manifest = dict(manifest, state="complete", completed=time.strftime("%Y-%m-%d %H:%M:%S"),
                     counts=dict(manifest["counts"], bad=len(bad), cached=len(good)),
                     bad_reasons=dict(Counter(reason_kind(r) for r in bad.values()).most_common()),
@@ -502,14 +508,22 @@ def load(cache_dir: Path, manifest: dict | None = None) -> CacheContents:
     except (OSError, ValueError, IndexError) as e:
         raise UserError(f"--cache {cache_dir} is damaged ({e}); delete the folder to rebuild") from None
     s = manifest["image_size"]
-    if header != ["path", "label", "patient", "split"] or images.shape != (len(rows), s, s) or images.dtype != np.uint8:
+    names = tuple(header[4:])
+    if header[:4] != ["path", "label", "patient", "split"] or images.shape != (len(rows), s, s) or images.dtype != np.uint8:
         raise UserError(f"--cache {cache_dir} is damaged (images.npy {images.shape} vs {len(rows)} index rows); "
                         "delete the folder to rebuild")
     for i, r in enumerate(rows):
-        if len(r) != 4:
-            raise UserError(f"--cache {cache_dir}: {INDEX} row {i + 2} has {len(r)} fields, expected 4 "
-                            "(path,label,patient,split); the cache is damaged: delete the folder to rebuild it")
-    cols = list(zip(*rows)) if rows else [(), (), (), ()]
+        if len(r) != len(header):
+            raise UserError(f"--cache {cache_dir}: {INDEX} row {i + 2} has {len(r)} fields, expected {len(header)} "
+                            f"({','.join(header)}); the cache is damaged: delete the folder to rebuild it")
+    cols = list(zip(*rows)) if rows else [()] * len(header)
+    findings = None
+    if names:
+        try:
+            findings = np.array(cols[4:], dtype=np.int64).T.reshape(len(rows), len(names))
+        except ValueError as e:
+            raise UserError(f"--cache {cache_dir} is damaged (finding columns of {INDEX}: {e}); delete the folder "
+                            "to rebuild") from None
     return CacheContents(
         images=images,
         paths=np.array(cols[0], dtype=str),
@@ -517,4 +531,6 @@ def load(cache_dir: Path, manifest: dict | None = None) -> CacheContents:
         patients=np.array(cols[2], dtype=str),
         splits=np.array(cols[3], dtype=str),
         manifest=manifest,
+        findings=findings,
+        finding_names=names,
     )

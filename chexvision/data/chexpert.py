@@ -11,6 +11,11 @@
   ``ignore`` (default) leaves those images out, so no label is a guess (the paper's U-Ignore);
   ``positive`` counts them abnormal (U-Ones); ``negative`` counts them normal (U-Zeros).
   Rows with no positive, no uncertain finding and no "No Finding" are left out as unlabelled.
+* ``task="findings"``: every row is kept, with one column per observation of
+  ``CHEXPERT_FINDINGS`` (the 14 of the CSV): 1 -> 1, 0 or blank -> 0, uncertain (-1) ->
+  ``ignore``: -1 (U-Ignore: masked out of that finding's loss and metrics), ``positive``: 1
+  (U-Ones), ``negative``: 0 (U-Zeros). The (N,) label used to stratify splits is "any of the
+  12 pathologies is 1" after that mapping.
 * Patient: ``patientNNNNN`` from the path.
 * Split: ``valid.csv`` (radiologist-labelled, 200 patients) is the untouched **test** set;
   validation is carved by patient from ``train.csv``. Without ``valid.csv``: a patient-level
@@ -77,7 +82,20 @@ def _resolve(base: Path, root: Path, p: str) -> Path:
     return base / p.strip()
 
 
-def _read(csv_path: Path, base: Path, root: Path, uncertain: str, frontal_only: bool, view: str):
+_UNCERTAIN_TO = {"ignore": -1, "positive": 1, "negative": 0}
+
+
+def _finding_row(r: list[str], cols: list[int | None], uncertain: str) -> list[int]:
+    """One CSV row -> 14 values of 1 / 0 / -1 under the uncertainty policy (blank or absent = 0)."""
+    out = []
+    for i in cols:
+        v = _value(r[i]) if i is not None else float("nan")
+        out.append(1 if v == 1 else _UNCERTAIN_TO[uncertain] if v == -1 else 0)
+    return out
+
+
+def _read(csv_path: Path, base: Path, root: Path, uncertain: str, frontal_only: bool, view: str,
+          task: str = "binary"):
     header, rows = read_csv(csv_path)
     i_path = column_index(header, csv_path, "Path")
     i_nf = column_index(header, csv_path, "No Finding")
@@ -86,10 +104,18 @@ def _read(csv_path: Path, base: Path, root: Path, uncertain: str, frontal_only: 
     i_path_cols = [header.index(c) for c in PATHOLOGIES if c in header]
     if not i_path_cols:
         raise UserError(f"{csv_path}: missing the finding columns (expected e.g. {PATHOLOGIES[1]!r})")
-    out = {"paths": [], "labels": [], "patients": []}
+    out = {"paths": [], "labels": [], "patients": [], "findings": []}
+    findings = task == "findings"
+    if findings:
+        from ..tasks import CHEXPERT_FINDINGS
+
+        f_cols = [header.index(c) if c in header else None for c in CHEXPERT_FINDINGS]
+        path_pos = [CHEXPERT_FINDINGS.index(c) for c in PATHOLOGIES]
     stats = {"uncertain_only": 0, "unlabelled": 0, "filtered": 0, "missing": 0, "outside": 0}
     problems = []
     width = max([i_path, i_nf, *i_path_cols] + [i for i in (i_fl, i_view) if i is not None]) + 1
+    if findings:
+        width = max([width] + [i + 1 for i in f_cols if i is not None])
     for line, r in enumerate(rows, start=2):
         r = r + [""] * (width - len(r))
         if frontal_only and r[i_fl].strip().lower() != "frontal":
@@ -99,7 +125,10 @@ def _read(csv_path: Path, base: Path, root: Path, uncertain: str, frontal_only: 
             stats["filtered"] += 1
             continue
         vals = np.array([_value(r[i]) for i in i_path_cols])
-        if (vals == 1).any():
+        f_row = _finding_row(r, f_cols, uncertain) if findings else None
+        if findings:
+            y = int(any(f_row[j] == 1 for j in path_pos))
+        elif (vals == 1).any():
             y = 1
         elif (vals == -1).any():
             if uncertain == "ignore":
@@ -132,10 +161,12 @@ def _read(csv_path: Path, base: Path, root: Path, uncertain: str, frontal_only: 
         out["paths"].append(rel)
         out["labels"].append(y)
         out["patients"].append(patient)
+        out["findings"].append(f_row)
     return out, stats, problems, len(rows)
 
 
-def list_chexpert(data_dir, uncertain: str = "ignore", frontal_only: bool = False, view: str = "all") -> Listing:
+def list_chexpert(data_dir, uncertain: str = "ignore", frontal_only: bool = False, view: str = "all",
+                  task: str = "binary") -> Listing:
     if uncertain not in UNCERTAIN_POLICIES:
         raise UserError(f"--uncertain must be one of {', '.join(UNCERTAIN_POLICIES)}, got {uncertain!r}")
     root = check_data_dir(data_dir)
@@ -146,7 +177,7 @@ def list_chexpert(data_dir, uncertain: str = "ignore", frontal_only: bool = Fals
     counts = {"listed": 0, "missing": 0, "uncertain_only": 0, "unlabelled": 0, "filtered": 0, "outside": 0}
     sources = [("train.csv", False)] + ([("valid.csv", True)] if (base / "valid.csv").is_file() else [])
     for name, is_test in sources:
-        out, stats, probs, n_rows = _read(base / name, base, root, uncertain, frontal_only, view)
+        out, stats, probs, n_rows = _read(base / name, base, root, uncertain, frontal_only, view, task)
         counts["listed"] += n_rows
         for k in stats:
             counts[k] += stats[k]
@@ -165,11 +196,15 @@ def list_chexpert(data_dir, uncertain: str = "ignore", frontal_only: bool = Fals
     filt = ["--frontal-only" if frontal_only else "", f"--view {view}" if view != "all" else ""]
     if any(filt):
         notes.append(f"{' '.join(f for f in filt if f)}: {counts['filtered']:,} images filtered out")
-    notes.append(f"--uncertain {uncertain}: " + {
+    notes.append(f"--uncertain {uncertain}: " + ({
+        "ignore": "uncertain (-1) entries masked out of that finding's loss and metrics (U-Ignore)",
+        "positive": "uncertain (-1) entries count as present (U-Ones)",
+        "negative": "uncertain (-1) entries count as absent (U-Zeros)",
+    }[uncertain] if task == "findings" else {
         "ignore": "images whose only findings are uncertain (-1) left out",
         "positive": "uncertain (-1) findings count as abnormal",
         "negative": "uncertain (-1) findings count as normal",
-    }[uncertain])
+    }[uncertain]))
     if len(sources) == 2:
         test_mask = np.concatenate([np.full(len(out["paths"]), t) for out, t in parts])
         notes.append("split: valid.csv is the untouched test set; validation carved by patient from train.csv")
@@ -177,4 +212,10 @@ def list_chexpert(data_dir, uncertain: str = "ignore", frontal_only: bool = Fals
         test_mask = None
         notes.append("no valid.csv: patient-level split of train.csv (test and validation carved by patient)")
     listing = Listing(root, paths, labels, patients, test_mask, notes, problems, counts)
+    if task == "findings":
+        from ..tasks import CHEXPERT_FINDINGS
+
+        listing.findings = np.array([f for out, _ in parts for f in out["findings"]], np.int64).reshape(
+            len(paths), len(CHEXPERT_FINDINGS))
+        listing.finding_names = CHEXPERT_FINDINGS
     return drop_test_patients_from_trainval(listing, "valid.csv")

@@ -21,14 +21,17 @@ from ..validate import check_seed
 from . import cache as cache_mod
 from .listing import Listing, apply_limit, confine
 from .splits import SPLITS, assign_splits
+from .synthetic import FINDINGS as SYNTHETIC_FINDINGS
 from .synthetic import make_synthetic
+
+TASKS = ("binary", "findings")  # chexvision.tasks.TASKS (not imported: the data layer stands alone)
 
 DATASETS = ("synthetic", "folder", "nih", "chexpert", "rsna")
 VIEWS = ("all", "PA", "AP")
 DEFAULTS = {
     "dataset": "synthetic", "data_dir": None, "cache": None, "image_size": 64, "val_fraction": 0.1,
     "test_fraction": 0.2, "limit": None, "view": "all", "frontal_only": False, "uncertain": "ignore",
-    "synthetic_size": 2000, "workers": None, "seed": 0,
+    "synthetic_size": 2000, "workers": None, "seed": 0, "task": "binary",
 }
 
 def available_cpus() -> int:
@@ -42,6 +45,9 @@ def available_cpus() -> int:
 def add_data_arguments(parser) -> None:
     """The data options shared by ``train``, ``evaluate`` and ``preprocess``."""
     g = parser.add_argument_group("data")
+    g.add_argument("--task", choices=TASKS, default="binary",
+                   help="binary (default: one output, normal vs abnormal) or findings (one output per finding: "
+                        "NIH's 14, CheXpert's 14, the synthetic generator's 3, or a folder CSV's 0/1 columns)")
     g.add_argument("--dataset", choices=DATASETS, default="synthetic",
                    help="synthetic (default: generated offline, no download), folder (normal/ + abnormal/ or a "
                         "CSV path,label[,patient]), nih (ChestX-ray14, Kaggle or NIH layout), chexpert "
@@ -61,7 +67,8 @@ def add_data_arguments(parser) -> None:
     g.add_argument("--frontal-only", action="store_true", help="chexpert: drop lateral views")
     g.add_argument("--uncertain", choices=("ignore", "positive", "negative"), default="ignore",
                    help="chexpert: images whose only findings are uncertain (-1) are left out (ignore, default), "
-                        "counted abnormal (positive) or normal (negative)")
+                        "counted abnormal (positive) or normal (negative); with --task findings, per finding: "
+                        "masked out of loss and metrics (U-Ignore), 1 (U-Ones) or 0 (U-Zeros)")
     g.add_argument("--synthetic-size", type=int, default=2000, metavar="N",
                    help="number of synthetic images (default 2000)")
     g.add_argument("--workers", type=int, metavar="N",
@@ -75,6 +82,10 @@ def _normalise(cfg: dict) -> dict:
     if unknown:
         raise UserError(f"unknown data setting(s): {', '.join(unknown)}")
     c = dict(DEFAULTS, **{k: v for k, v in cfg.items() if v is not None or k in ("data_dir", "cache")})
+    if c["task"] not in TASKS:
+        raise UserError(f"--task must be one of {', '.join(TASKS)}, got {c['task']!r}")
+    if c["task"] == "findings" and c["dataset"] == "rsna":
+        raise UserError("--task findings: rsna has one label (pneumonia); use --task binary")
     if c["dataset"] not in DATASETS:
         raise UserError(f"--dataset must be one of {', '.join(DATASETS)}, got {c['dataset']!r}")
     if not isinstance(c["image_size"], int) or not 4 <= c["image_size"] <= 1024:
@@ -109,6 +120,8 @@ def cache_settings(cfg: dict) -> dict:
         s["view"] = cfg["view"]
     if cfg["dataset"] == "chexpert":
         s["frontal_only"], s["uncertain"] = bool(cfg["frontal_only"]), cfg["uncertain"]
+    if cfg.get("task", "binary") != "binary":  # binary caches keep the settings (and folder names) they had
+        s["task"] = cfg["task"]
     return s
 
 
@@ -172,7 +185,10 @@ class CachedDataset:
 
     Attributes:
         images: (N, H, W) uint8; a read-only memmap of the cache for real data.
-        labels: (N,) int64, 0 normal / 1 abnormal.
+        labels: (N,) int64, 0 normal / 1 abnormal (what splits are stratified by).
+        task: the ``chexvision.tasks.Task`` (output names); binary unless ``findings`` is given.
+        targets: (N, K) int64, what the model learns: 1 / 0 / -1 (masked) per output; the binary
+            task's is ``labels`` as one column.
         patients: (N,) str.
         splits: (N,) str in {"train", "val", "test"}.
         paths: (N,) str, relative to ``root`` (``root / path`` is the source file).
@@ -182,9 +198,16 @@ class CachedDataset:
     """
 
     def __init__(self, images, labels, patients, splits, paths, *, name: str, root=None, notes=(),
-                 cache_dir=None, counts=None, config=None):
+                 cache_dir=None, counts=None, config=None, findings=None, finding_names=()):
+        from ..tasks import BINARY_TASK, FINDINGS, Task
+
         self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)
+        if findings is None:
+            self.task, self.targets = BINARY_TASK, self.labels.reshape(-1, 1)
+        else:
+            self.task = Task(FINDINGS, tuple(finding_names))
+            self.targets = np.asarray(findings, dtype=np.int64).reshape(len(self.labels), self.task.n_outputs)
         self.patients = np.asarray(patients).astype(str)
         self.splits = np.asarray(splits).astype(str)
         self.paths = np.asarray(paths).astype(str)
@@ -243,6 +266,17 @@ class CachedDataset:
             tot["abnormal"] += d["abnormal"]
         rate = f"{100 * tot['abnormal'] / max(1, tot['images']):.1f}%"
         lines.append(f"  {'total':<6} {tot['images']:>9,} {tot['patients']:>9,} {rate:>9}")
+        if not self.task.is_binary:  # one line per finding: prevalence per split (masked entries left out)
+            width = max(len(n) for n in self.task.outputs)
+            lines.append(f"  {'finding':<{width}} " + " ".join(f"{s:>9}" for s in SPLITS) + "   masked")
+            for j, name in enumerate(self.task.outputs):
+                cells = []
+                for s in SPLITS:
+                    y = self.targets[self.splits == s, j]
+                    known = int((y >= 0).sum())
+                    cells.append(f"{100 * (y == 1).sum() / known:.1f}%" if known else "-")
+                lines.append(f"  {name:<{width}} " + " ".join(f"{c:>9}" for c in cells)
+                             + f" {int((self.targets[:, j] < 0).sum()):>8,}")
         lines += [f"  - {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -252,7 +286,7 @@ class CachedDataset:
 
 @functools.lru_cache(maxsize=4)
 def _synthetic(n: int, size: int, seed: int):
-    arrays = make_synthetic(n, size, seed)
+    arrays = make_synthetic(n, size, seed, with_findings=True)
     for a in arrays:
         a.setflags(write=False)  # shared between callers: nobody may change them
     return arrays
@@ -264,14 +298,15 @@ def _listing(cfg: dict) -> Listing:
     from .nih import list_nih
     from .rsna import list_rsna
 
+    task = cfg.get("task", "binary")
     if cfg["dataset"] == "nih":
-        listing = list_nih(cfg["data_dir"], view=cfg["view"])
+        listing = list_nih(cfg["data_dir"], view=cfg["view"], task=task)
     elif cfg["dataset"] == "chexpert":
-        listing = list_chexpert(cfg["data_dir"], cfg["uncertain"], cfg["frontal_only"], cfg["view"])
+        listing = list_chexpert(cfg["data_dir"], cfg["uncertain"], cfg["frontal_only"], cfg["view"], task=task)
     elif cfg["dataset"] == "rsna":
         listing = list_rsna(cfg["data_dir"])
     else:
-        listing = list_folder(cfg["data_dir"])
+        listing = list_folder(cfg["data_dir"], task=task)
     # Whatever the dataset, no image path may lead out of --data-dir (symlinks resolved).
     return apply_limit(confine(listing), cfg["limit"], cfg["seed"])
 
@@ -301,11 +336,12 @@ def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None
     """
     c = _normalise(cfg)
     if c["dataset"] == "synthetic":
-        images, labels, patients, paths = _synthetic(c["synthetic_size"], c["image_size"], c["seed"])
+        images, labels, patients, paths, findings = _synthetic(c["synthetic_size"], c["image_size"], c["seed"])
         splits = assign_splits(labels, patients, None, c["val_fraction"], c["test_fraction"], c["seed"])
         notes = [f"synthetic X-ray-like images generated in memory (seed {c['seed']}); abnormal = opacities, "
                  "effusion or cardiomegaly", _split_note(c, official=False)]
-        ds = CachedDataset(images, labels, patients, splits, paths, name="synthetic", notes=notes, config=c)
+        extra = {"findings": findings, "finding_names": SYNTHETIC_FINDINGS} if c["task"] == "findings" else {}
+        ds = CachedDataset(images, labels, patients, splits, paths, name="synthetic", notes=notes, config=c, **extra)
     else:
         if c["data_dir"]:
             c["data_dir"] = str(Path(c["data_dir"]).expanduser().resolve())
@@ -334,9 +370,13 @@ def open_dataset(cfg: dict, progress: bool = True, chunk_size: int | None = None
         if report_rows:
             notes.append(f"report of {report_rows:,} left-out files: {Path(cache_dir).resolve() / cache_mod.REPORT}")
         notes.append(_split_note(c, official))
+        if c["task"] == "findings" and contents.findings is None:
+            raise UserError(f"--cache {cache_dir} holds no finding columns (a binary cache); use another --cache")
+        extra = ({"findings": contents.findings, "finding_names": contents.finding_names}
+                 if c["task"] == "findings" else {})
         ds = CachedDataset(contents.images, contents.labels, contents.patients, splits, contents.paths,
                            name=c["dataset"], root=Path(m["root"]), notes=notes,
-                           cache_dir=Path(cache_dir).resolve(), counts=counts, config=c)
+                           cache_dir=Path(cache_dir).resolve(), counts=counts, config=c, **extra)
     if check_splits:
         ds.check_splits()
     return ds

@@ -8,6 +8,10 @@
   CSV's folder or absolute, and must lie inside that folder (after symlinks): any other path is
   left out as "outside the data folder", never opened.
 
+With ``task="findings"`` the CSV has ``path``, optionally ``patient``, and one column per
+finding (any other header; a ``label`` column is ignored): ``1``/``0``, or ``-1`` / blank for
+unknown (masked out of that finding's loss and metrics).
+
 Without patient ids every image counts as its own patient, which is only safe if no patient has
 two images; the description says so. The split is a patient-level one (no official test set).
 """
@@ -40,7 +44,51 @@ def _from_subfolders(root: Path) -> Listing:
     return Listing(root, paths, np.array(labels, np.int64), patients, None, notes, [], {"listed": len(paths)})
 
 
-def _from_csv(csv_path: Path) -> Listing:
+_FINDING_VALUES = {"1": 1, "1.0": 1, "0": 0, "0.0": 0, "-1": -1, "-1.0": -1, "": -1}
+
+
+def _findings_from_csv(csv_path: Path) -> Listing:
+    header, rows = read_csv(csv_path)
+    i_path = column_index(header, csv_path, "path")
+    low = [h.lower() for h in header]
+    i_pat = low.index("patient") if "patient" in low else None
+    cols = [i for i, h in enumerate(low) if h and h not in ("path", "patient", "label")]
+    if not cols:
+        raise UserError(f"{csv_path}: --task findings needs one 0/1 column per finding besides path[,patient] "
+                        f"(columns found: {', '.join(header)})")
+    base = csv_path.parent
+    paths, patients, findings, problems = [], [], [], []
+    for line, r in enumerate(rows, start=2):
+        r = r + [""] * (len(header) - len(r))
+        p = r[i_path].strip()
+        vals = []
+        for i in cols:
+            v = r[i].strip().lower()
+            if v not in _FINDING_VALUES:
+                raise UserError(f"{csv_path} line {line}: {header[i]} = {r[i]!r}; a finding is 1, 0, or -1 / blank "
+                                "(unknown)")
+            vals.append(_FINDING_VALUES[v])
+        if not (base / p).is_file():
+            problems.append((p, f"listed in {csv_path.name} but not found"))
+            continue
+        paths.append(p)
+        findings.append(vals)
+        patients.append(r[i_pat].strip() if i_pat is not None and r[i_pat].strip() else p.rsplit(".", 1)[0])
+    if not paths:
+        raise UserError(f"{csv_path}: none of its {len(rows):,} listed images were found")
+    f = np.array(findings, np.int64).reshape(len(paths), len(cols))
+    notes = [f"labels: {csv_path.name} ({len(rows):,} rows, {len(problems):,} listed files missing), "
+             f"{len(cols)} findings: {', '.join(header[i] for i in cols)}"]
+    if i_pat is None:
+        notes.append(NO_PATIENT_NOTE)
+    notes.append("split: patient-level (no official test set)")
+    return Listing(base, paths, (f == 1).any(axis=1).astype(np.int64), np.array(patients, dtype=str), None, notes,
+                   problems, {"listed": len(rows), "missing": len(problems)}, f, tuple(header[i] for i in cols))
+
+
+def _from_csv(csv_path: Path, task: str = "binary") -> Listing:
+    if task == "findings":
+        return _findings_from_csv(csv_path)
     header, rows = read_csv(csv_path)
     i_path = column_index(header, csv_path, "path")
     i_label = column_index(header, csv_path, "label")
@@ -78,13 +126,18 @@ def _from_csv(csv_path: Path) -> Listing:
                    {"listed": len(rows), "missing": n_missing, "outside": n_outside})
 
 
-def list_folder(data_dir) -> Listing:
+def list_folder(data_dir, task: str = "binary") -> Listing:
     root = check_data_dir(data_dir)
     if root.is_file():
         if not root.name.lower().endswith(".csv"):
             raise UserError(f"--data-dir {root}: a file, but not a .csv (folder dataset wants a folder or a CSV)")
-        return _from_csv(root)
+        return _from_csv(root, task)
+    if (root / "labels.csv").is_file() and task == "findings":
+        return _from_csv(root / "labels.csv", task)
     if (root / "normal").is_dir() and (root / "abnormal").is_dir():
+        if task == "findings":
+            raise UserError(f"--data-dir {root}: normal/ and abnormal/ folders carry no findings; --task findings "
+                            "needs a labels.csv with one 0/1 column per finding")
         return _from_subfolders(root)
     if (root / "labels.csv").is_file():
         return _from_csv(root / "labels.csv")

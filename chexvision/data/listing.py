@@ -37,6 +37,9 @@ class Listing:
     notes: list[str] = field(default_factory=list)  # where the split comes from, filters applied
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) for the report
     counts: dict[str, int] = field(default_factory=dict)  # e.g. {"missing": 3, "unlisted": 1}
+    # --task findings: (N, K) int64 of 1 / 0 / -1 (masked), one column per name; None for binary
+    findings: np.ndarray | None = None
+    finding_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -46,6 +49,7 @@ class Listing:
         return Listing(
             self.root, [self.paths[i] for i in rows], self.labels[rows], self.patients[rows],
             None if self.test_mask is None else self.test_mask[rows], self.notes, self.problems, self.counts,
+            None if self.findings is None else self.findings[rows], self.finding_names,
         )
 
     def groups(self) -> np.ndarray:

@@ -24,7 +24,8 @@ class BatchLoader:
     the batches the uninterrupted run saw, and so does a run that skips the first b batches.
 
     Args:
-        ds: anything with ``.images`` (N, H, W) uint8 (a memmap is fine) and ``.labels`` (N,).
+        ds: anything with ``.images`` (N, H, W) uint8 (a memmap is fine) and ``.labels`` (N,);
+            a ``.targets`` (N, K) with K > 1 (``--task findings``) is served instead of the labels.
         idx: the dataset rows to serve (e.g. ``ds.indices("train")``).
         batch_size: rows per batch.
         standardizer: a fitted ``Standardizer``.
@@ -35,7 +36,8 @@ class BatchLoader:
         dtype: dtype of x and y (float32 for training, float64 for checks).
         drop_last: drop a last, smaller batch.
 
-    Shape: x (B, H·W) or (B, 1, H, W); y (B,) with values 0/1, both of ``dtype``.
+    Shape: x (B, H·W) or (B, 1, H, W); y (B,) with values 0/1, or (B, K) with 1 / 0 / -1 (masked)
+    for K outputs; both of ``dtype``.
     """
 
     def __init__(
@@ -55,7 +57,9 @@ class BatchLoader:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.images, self.labels = ds.images, np.asarray(ds.labels)
+        targets = getattr(ds, "targets", None)
+        multi = targets is not None and np.ndim(targets) == 2 and np.shape(targets)[1] > 1
+        self.images, self.labels = ds.images, np.asarray(targets if multi else ds.labels)
         self.idx = np.asarray(idx, dtype=np.int64)
         self.batch_size = int(batch_size)
         self.standardizer, self.augmenter = standardizer, augmenter

@@ -10,6 +10,8 @@
   like ``058Y``, zero-padded patient ids) and the v2020 revision. Only ``Image Index``,
   ``Finding Labels`` and ``Patient ID`` are required (``View Position`` with ``--view``).
 * Label: ``Finding Labels`` == "No Finding" -> 0 (normal), anything else -> 1 (abnormal).
+  With ``task="findings"`` also one 0/1 column per finding of ``NIH_FINDINGS`` (the 14 labels
+  in CheXNet's order) from the pipe-separated ``Finding Labels``; "No Finding" is all zeros.
 * Patient: ``Patient ID`` with leading zeros dropped (``00000001`` and ``1`` are one patient).
 * Split: official ``test_list.txt`` is the test set and validation is carved from
   ``train_val_list.txt`` by patient; without the lists, a patient-level split of everything.
@@ -38,6 +40,25 @@ LABEL_FILE_NAMES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv", "Data_En
                     "Data_Entry_2017_v2020.csv.gz")
 
 
+def finding_matrix(finding_labels) -> np.ndarray:
+    """``Finding Labels`` strings ("Effusion|Mass", "No Finding") -> (N, 14) int64 multi-hot in
+    ``NIH_FINDINGS`` order. A name outside the 14 (and "No Finding") is a UserError naming it."""
+    from ..tasks import NIH_FINDINGS
+
+    col = {n: j for j, n in enumerate(NIH_FINDINGS)}
+    out = np.zeros((len(finding_labels), len(NIH_FINDINGS)), np.int64)
+    for i, text in enumerate(finding_labels):
+        for name in text.split("|"):
+            name = name.strip()
+            if name == "No Finding" or not name:
+                continue
+            if name not in col:
+                raise UserError(f"unknown NIH finding {name!r} in Finding Labels {text!r} "
+                                f"(expected some of {', '.join(NIH_FINDINGS)} or 'No Finding')")
+            out[i, col[name]] = 1
+    return out
+
+
 def normalise_patient(pid: str) -> str:
     pid = pid.strip()
     return str(int(pid)) if pid.isdigit() else pid
@@ -53,12 +74,13 @@ def find_label_file(root: Path) -> Path:
     return found[0]
 
 
-def read_labels(csv_path: Path, view: str = "all"):
+def read_labels(csv_path: Path, view: str = "all", with_findings: bool = False):
     """Parse a ``Data_Entry_2017*.csv``.
 
     Returns:
         names (list[str]), labels (N,) int64, patients (N,) str, views (N,) str, skipped
-        (list of (name, reason) for unusable rows: duplicates, empty labels, short rows).
+        (list of (name, reason) for unusable rows: duplicates, empty labels, short rows);
+        with ``with_findings`` also the (N, 14) multi-hot findings (``finding_matrix``).
     """
     header, rows = read_csv(csv_path)
     i_name = column_index(header, csv_path, "Image Index")
@@ -66,7 +88,7 @@ def read_labels(csv_path: Path, view: str = "all"):
     i_pat = column_index(header, csv_path, "Patient ID")
     i_view = column_index(header, csv_path, "View Position", " (needed by --view)") if view != "all" else None
     need = max(i for i in (i_name, i_find, i_pat, i_view) if i is not None) + 1
-    names, labels, patients, views, skipped = [], [], [], [], []
+    names, labels, patients, views, skipped, texts = [], [], [], [], [], []
     seen = set()
     for line, r in enumerate(rows, start=2):
         if len(r) < need:
@@ -82,9 +104,11 @@ def read_labels(csv_path: Path, view: str = "all"):
         seen.add(name)
         names.append(name)
         labels.append(0 if finding == "No Finding" else 1)
+        texts.append(finding)
         patients.append(normalise_patient(pid))
         views.append(r[i_view].strip().upper() if i_view is not None else "")
-    return names, np.array(labels, np.int64), np.array(patients, dtype=str), np.array(views, dtype=str), skipped
+    out = names, np.array(labels, np.int64), np.array(patients, dtype=str), np.array(views, dtype=str), skipped
+    return (*out, finding_matrix(texts)) if with_findings else out
 
 
 def _read_list(path: Path) -> set[str]:
@@ -94,13 +118,14 @@ def _read_list(path: Path) -> set[str]:
         raise UserError(f"{path}: cannot read ({e})") from None
 
 
-def list_nih(data_dir, view: str = "all") -> Listing:
+def list_nih(data_dir, view: str = "all", task: str = "binary") -> Listing:
     """Match the label file to the PNGs on disk; see the module docstring for the rules."""
     root = check_data_dir(data_dir)
     if not root.is_dir():
         raise UserError(f"--data-dir {root}: not a folder (NIH expects the folder holding Data_Entry_2017.csv)")
     csv_path = find_label_file(root)
-    names, labels, patients, views, skipped = read_labels(csv_path, view)
+    names, labels, patients, views, skipped, *findings = read_labels(csv_path, view, task == "findings")
+    findings_of = dict(zip(names, findings[0])) if findings else {}  # first row of a name, as read_labels
     notes = [f"labels: {csv_path.relative_to(root).as_posix()} ({len(names):,} images of "
              f"{len(np.unique(patients)):,} patients)"]
     problems = list(skipped)
@@ -181,4 +206,10 @@ def list_nih(data_dir, view: str = "all") -> Listing:
     listing = Listing(root, paths, labels, patients, test_mask, notes, problems,
                       {"listed": len(names) + int(escapes.sum()), "missing": len(missing), "unlisted": len(unlisted),
                        "skipped_rows": len(skipped), "outside": int(escapes.sum())})
+    if task == "findings":
+        from ..tasks import NIH_FINDINGS
+
+        listing.findings = np.array([findings_of[p.rsplit("/", 1)[-1]] for p in paths], np.int64).reshape(
+            len(paths), len(NIH_FINDINGS))
+        listing.finding_names = NIH_FINDINGS
     return drop_test_patients_from_trainval(listing, "test_list.txt")

@@ -129,10 +129,12 @@ def _render(rng: np.random.Generator, a: dict, size: int, findings: list[str]) -
     return img, lesion
 
 
+FINDINGS = ("opacity", "effusion", "cardiomegaly")  # the planted findings, the labels of --task findings
 LESION_MIN = 0.05  # a pixel belongs to the lesion mask where the findings added more than this
 
 
-def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0, return_masks: bool = False):
+def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0, return_masks: bool = False,
+                   with_findings: bool = False):
     """Generate ``n`` synthetic chest X-rays.
 
     Returns:
@@ -141,6 +143,8 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0, return_ma
         with ``return_masks``, a fifth array: (n, S, S) bool, where the planted findings added more
         than ``LESION_MIN`` to the [0, 1] intensity before blur and exposure (all False for a normal
         image). Asking for masks changes no image.
+        with ``with_findings``, then (n, 3) int64: 1 where the image carries the finding of
+        ``FINDINGS`` (an abnormal image has one or two). Neither flag changes any image.
 
     Patient k's images depend only on (seed, k), so a larger ``n`` extends a smaller one.
     """
@@ -149,6 +153,7 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0, return_ma
     images = np.empty((n, image_size, image_size), np.uint8)
     masks = np.zeros((n, image_size, image_size), bool) if return_masks else None
     labels = np.empty(n, np.int64)
+    findings = np.zeros((n, len(FINDINGS)), np.int64)
     patients, paths = [], []
     i, k = 0, 0
     while i < n:
@@ -156,7 +161,8 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0, return_ma
         a = _patient_anatomy(rng)
         for j in range(min(int(rng.integers(1, 7)), n - i)):
             y = int(rng.random() < a["risk"])
-            img, lesion = _render(rng, a, image_size, _findings(rng) if y else [])
+            planted = _findings(rng) if y else []
+            img, lesion = _render(rng, a, image_size, planted)
             if return_masks:
                 masks[i] = lesion > LESION_MIN
             img = _blur(img, rng.uniform(0.3, 0.9) * image_size / 64)
@@ -166,10 +172,12 @@ def make_synthetic(n: int = 2000, image_size: int = 64, seed: int = 0, return_ma
             img = img + 0.025 * rng.standard_normal(img.shape, dtype=np.float32)
             images[i] = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
             labels[i] = y
+            findings[i, [FINDINGS.index(f) for f in planted]] = 1
             patients.append(f"syn{k:05d}")
             paths.append(f"synthetic/syn{k:05d}_{j:03d}")
             i += 1
         k += 1
-    if return_masks:
-        return images, labels, np.array(patients), np.array(paths), masks
+    extra = ([masks] if return_masks else []) + ([findings] if with_findings else [])
+    if extra:
+        return (images, labels, np.array(patients), np.array(paths), *extra)
     return images, labels, np.array(patients), np.array(paths)

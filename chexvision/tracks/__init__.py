@@ -9,10 +9,12 @@ Both modules define one class, ``Engine``, with the same methods, name for name:
 ``load_model_state(state, source)``        load weights; a mismatch is one ``UserError`` line
 ``setup_training(cfg, steps, pos_w)``      criterion, optimizer (decay on weights only), scheduler
 ``begin_epoch(seed, epoch)``               train mode; dropout masks seeded by (seed, epoch)
-``train_step(x, y)``                       one mini-batch: ``(data_loss, reg_loss)`` as floats
+``train_step(x, y)``                       one mini-batch: ``(data_loss, reg_loss)`` as floats; y (N,) or
+                                           (N, K) with -1 masked (loss weight 0 there)
 ``scheduler_step()``                       advance the learning-rate schedule (no-op without one)
 ``lr``                                     the current learning rate of the first parameter group
-``logits(batches)``                        eval mode, every ``(x, y)`` batch: (N,) float64 logits
+``logits(batches)``                        eval mode, every ``(x, y)`` batch: (N,) float64 logits for one
+                                           output, (N, K) for K (``--task findings``)
 ``training_state()``                       ``(json_tree, arrays)``: optimizer, scheduler, RNG states
 ``load_training_state(tree, arrays)``      the inverse, to resume
 =========================================  =========================================================
@@ -45,13 +47,17 @@ def reseed_generator(generator: np.random.Generator, seed: int, stream: int, epo
     generator.bit_generator.state = np.random.PCG64(epoch_seed_sequence(seed, stream, epoch)).state
 
 
-def model_spec(model: str, image_size: int, hidden=(), dropout: float = 0.0, channels=(16, 32, 64)) -> dict:
-    """The JSON description a checkpoint keeps, from which either track rebuilds the model."""
+def model_spec(model: str, image_size: int, hidden=(), dropout: float = 0.0, channels=(16, 32, 64),
+               out_features: int = 1) -> dict:
+    """The JSON description a checkpoint keeps, from which either track rebuilds the model.
+
+    ``out_features``: the task's number of outputs (1 for binary, K findings).
+    """
     if model == "mlp":
         return {"kind": "mlp", "in_features": int(image_size) ** 2, "hidden": [int(h) for h in hidden],
-                "out_features": 1, "dropout": float(dropout), "image_size": int(image_size)}
+                "out_features": int(out_features), "dropout": float(dropout), "image_size": int(image_size)}
     if model == "cnn":
-        return {"kind": "cnn", "in_channels": 1, "out_features": 1, "channels": [int(c) for c in channels],
+        return {"kind": "cnn", "in_channels": 1, "out_features": int(out_features), "channels": [int(c) for c in channels],
                 "dropout": float(dropout), "image_size": int(image_size)}
     raise UserError(f"unknown model {model!r}; choose mlp or cnn")
 

@@ -18,6 +18,7 @@ from numpy_nn.training import train_step, weight_decay_groups
 
 from ..checkpoint import check_state_fits, flatten_state, unflatten_state
 from ..errors import UserError
+from ..tasks import loss_targets
 from . import STREAM_DROPOUT, describe, reseed_generator
 
 NAME = "numpy"
@@ -133,7 +134,8 @@ class Engine:
         reseed_generator(self.dropout_rng, seed, STREAM_DROPOUT, epoch)
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        target = y.astype(self.dtype).reshape(-1, 1)  # (N,) -> (N, 1), the logits' shape
+        # (N,) -> (N, 1); -1 (masked) entries get target 0 and loss weight 0 (None: nothing masked)
+        target, self.criterion.weight = loss_targets(y.reshape(len(y), -1), self.dtype)
         data_loss, reg_loss = train_step(self.model, self.criterion, self.optimizer, x.astype(self.dtype, copy=False),
                                          target, l1=self.l1, l2=self.l2, reg_params=self.reg_params)
         return float(data_loss), float(reg_loss)
@@ -148,10 +150,12 @@ class Engine:
 
     # -- scoring ----------------------------------------------------------------------------------
     def logits(self, batches) -> np.ndarray:
-        """Eval mode (dropout off), forward every ``(x, y)`` batch: (N,) float64 logits."""
+        """Eval mode (dropout off), forward every ``(x, y)`` batch: (N,) float64 logits, (N, K) for K outputs."""
         self.model.eval()
-        out = [self.model(x.astype(self.dtype, copy=False)).reshape(-1) for x, _ in batches]  # (B, 1) -> (B,)
-        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+        k = int(self.spec["out_features"])
+        out = [self.model(x.astype(self.dtype, copy=False)).reshape(len(x), k) for x, _ in batches]  # (B, K)
+        y = np.concatenate(out).astype(np.float64) if out else np.zeros((0, k))
+        return y.reshape(-1) if k == 1 else y  # one output: (N,) as the binary metrics take it
 
     # -- resume state -----------------------------------------------------------------------------
     def training_state(self) -> tuple[dict, dict[str, np.ndarray]]:

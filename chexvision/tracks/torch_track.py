@@ -22,6 +22,7 @@ from torch_ref.training import train_step, weight_decay_groups
 
 from ..checkpoint import check_state_fits, flatten_state, unflatten_state
 from ..errors import UserError
+from ..tasks import loss_targets
 from . import STREAM_DROPOUT, STREAM_TORCH, describe, epoch_seed_sequence, reseed_generator
 
 NAME = "torch"
@@ -148,7 +149,10 @@ class Engine:
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         xt = self._to_tensor(x)
-        target = self._to_tensor(y).reshape(-1, 1)  # (N,) -> (N, 1), the logits' shape
+        # (N,) -> (N, 1); -1 (masked) entries get target 0 and loss weight 0 (None: nothing masked)
+        target, weight = loss_targets(y.reshape(len(y), -1), self.dtype)
+        target = self._to_tensor(target)
+        self.criterion.weight = None if weight is None else self._to_tensor(weight)
         data_loss, reg_loss = train_step(self.model, self.criterion, self.optimizer, xt, target,
                                          l1=self.l1, l2=self.l2, reg_params=self.reg_params)
         return float(data_loss), float(reg_loss)
@@ -163,13 +167,15 @@ class Engine:
 
     # -- scoring ----------------------------------------------------------------------------------
     def logits(self, batches) -> np.ndarray:
-        """Eval mode (dropout off), forward every ``(x, y)`` batch: (N,) float64 logits."""
+        """Eval mode (dropout off), forward every ``(x, y)`` batch: (N,) float64 logits, (N, K) for K outputs."""
         self.model.eval()
+        k = int(self.spec["out_features"])
         out = []
         with torch.no_grad():
             for x, _ in batches:
-                out.append(self.model(self._to_tensor(x)).reshape(-1).cpu().numpy())  # (B, 1) -> (B,)
-        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+                out.append(self.model(self._to_tensor(x)).reshape(len(x), k).cpu().numpy())  # (B, K)
+        y = np.concatenate(out).astype(np.float64) if out else np.zeros((0, k))
+        return y.reshape(-1) if k == 1 else y  # one output: (N,) as the binary metrics take it
 
     def _to_tensor(self, a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=self.dtype)).to(self.device)
