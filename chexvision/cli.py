@@ -27,6 +27,7 @@ COMMANDS = {
     "bench": "chexvision.bench",
     "compare": "chexvision.compare",
     "docs": "chexvision.docs",
+    "convert": "chexvision.convert",
 }
 
 

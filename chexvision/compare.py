@@ -149,8 +149,8 @@ def _parse_perturb(text: str | None) -> tuple[str, float] | None:
 
 def lockstep(cfg: TrainConfig, args, steps: int, perturb, tolerance: float) -> dict:
     """Run both engines side by side for ``steps`` steps; return everything compare.json holds."""
-    from .data import Augmenter, BatchLoader, Standardizer, data_config, open_dataset
-    from .tracks import layout, load_track, model_spec
+    from .data import Augmenter, BatchLoader, data_config, open_dataset
+    from .tracks import fit_standardizer, layout, load_track, model_spec
 
     data_cfg = data_config(args)
     ds = open_dataset(data_cfg)
@@ -159,7 +159,7 @@ def lockstep(cfg: TrainConfig, args, steps: int, perturb, tolerance: float) -> d
         raise UserError("the training split is empty; use more images")
     spec = model_spec(cfg.model, ds.image_size, cfg.hidden, cfg.dropout, out_features=ds.task.n_outputs)
     aug = Augmenter(cfg.flip, cfg.noise_std, cfg.brightness, cfg.contrast) if cfg.augment else None
-    loader = BatchLoader(ds, idx, cfg.batch_size, Standardizer.fit(ds.images, idx), shuffle=True, augmenter=aug,
+    loader = BatchLoader(ds, idx, cfg.batch_size, fit_standardizer(spec, ds.images, idx), shuffle=True, augmenter=aug,
                          seed=cfg.seed, layout=layout(spec), dtype=np.dtype(cfg.dtype))
     per_epoch = -(-len(idx) // cfg.batch_size)
 

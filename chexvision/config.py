@@ -18,7 +18,7 @@ from .errors import UserError
 from .validate import MAX_BATCH, MAX_EPOCHS, MAX_LAYERS, MAX_WIDTH, check_seed, is_int, is_number
 
 TRACKS = ("numpy", "torch")
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "densenet121")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULERS = ("cosine", "none")
 SCHEDULER_INTERVALS = ("epoch", "step")
@@ -35,12 +35,14 @@ class TrainConfig:
     device: str = "cpu"  # torch track only: "cpu" or "cuda" (an error if CUDA is not available)
     dtype: str = "float32"  # parameter and batch dtype; float64 for parity checks
     lockstep: bool = False  # torch track: NumPy-drawn init and dropout masks, so it retraces the NumPy run
+    amp: bool = False  # torch track on CUDA: mixed precision (autocast + GradScaler); outside lockstep parity
 
     # -- model ------------------------------------------------------------------------------------
     model: str = "mlp"  # "mlp" (CheXVision-mini) or "cnn" (numpy_nn.models.CNN, NCHW input)
     hidden: tuple[int, ...] = (1024, 256, 64)  # MLP hidden widths (CheXVision-mini)
     channels: tuple[int, ...] = (16, 32, 64)  # CNN stage widths: stem, middle stages, residual stage
-    dropout: float = 0.3  # p of every Dropout layer; 0 removes them
+    dropout: float = 0.3  # p of every Dropout layer; 0 removes them (densenet121: 0 unless given, torchvision's)
+    pretrained: str | None = None  # densenet121: initial weights, "imagenet", a .pth or an .npz (classifier replaced)
 
     # -- optimisation -----------------------------------------------------------------------------
     epochs: int = 8  # passes over the training split
@@ -133,6 +135,12 @@ class TrainConfig:
             raise UserError("--device applies to the torch track only; the NumPy track runs on the CPU")
         if self.lockstep and self.track != "torch":
             raise UserError("--lockstep applies to the torch track only")
+        if self.amp and (self.track != "torch" or self.device != "cuda"):
+            raise UserError("--amp (mixed precision) needs --track torch --device cuda; on the CPU train without it")
+        if self.amp and self.dtype != "float32":
+            raise UserError("--amp runs float16 on float32 weights; drop --dtype float64")
+        if self.pretrained is not None and self.model != "densenet121":
+            raise UserError("--pretrained applies to --model densenet121 only")
         parse_threshold(self.threshold)
 
     def to_dict(self) -> dict:

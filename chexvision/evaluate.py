@@ -146,7 +146,7 @@ def run(args) -> int:
         from .findings_cli import evaluate_findings
 
         return evaluate_findings(out, ds, checkpoint, track, threshold, method, value, args.n_boot, history, config,
-                                 val_scores, val_labels, test_scores, test_labels)
+                                 val_scores, val_labels, test_scores, test_labels, force=args.force)
     result = write_evaluation(out, val_scores=val_scores, val_labels=val_labels, test_scores=test_scores,
                               test_labels=test_labels, history=history, config=config, threshold_method=method,
                               threshold_value=value, n_boot=args.n_boot, seed=train.get("seed", 0),

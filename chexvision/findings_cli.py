@@ -21,7 +21,7 @@ from .tasks import Task
 
 
 def evaluate_findings(out, ds, checkpoint, track, threshold, method, value, n_boot, history, config,
-                      val_scores, val_labels, test_scores, test_labels) -> int:
+                      val_scores, val_labels, test_scores, test_labels, force: bool = False) -> int:
     from .report_findings import write_findings_evaluation
 
     names = list(ds.task.outputs)
@@ -31,7 +31,8 @@ def evaluate_findings(out, ds, checkpoint, track, threshold, method, value, n_bo
                                        n_boot=n_boot, seed=checkpoint.train.get("seed", 0),
                                        train_labels=ds.targets[ds.indices("train")],
                                        val_groups=ds.patients[ds.indices("val")],
-                                       test_groups=ds.patients[ds.indices("test")] if test_scores is not None else None)
+                                       test_groups=ds.patients[ds.indices("test")] if test_scores is not None else None,
+                                       force=force)
     print(f"chexvision evaluate: {checkpoint.dir} (epoch {checkpoint.meta.get('epoch')}) with the {track} track; "
           f"{len(names)} findings, thresholds per finding ({threshold} on validation)")
     head_name = "test" if result["test"] else "val"
@@ -104,10 +105,10 @@ def predict_findings(args, checkpoint, task: Task, good: list[Path], probs: np.n
     if args.out:
         from numpy_nn.serialization import atomic_write
 
-        text = json.dumps(rows, indent=2) + "\n" if args.out.lower().endswith(".json") else _csv(rows, task)
+        text = json.dumps(rows, indent=2, allow_nan=False) + "\n" if args.out.lower().endswith(".json") else _csv(rows, task)
         atomic_write(args.out, lambda f: f.write(text.encode("utf-8")))
     if args.json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json.dumps(rows, indent=2, allow_nan=False) + "\n")
         return rows, bad
     width = max([len(n) for n in task.outputs] + [7])
     for r in rows:

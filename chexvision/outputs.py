@@ -30,7 +30,7 @@ from . import checkpoint as ckpt
 from .errors import UserError
 
 MARKER = ".chexvision-run"
-METRICS_SCHEMA_PREFIX = "chexvision.metrics/"
+METRICS_SCHEMA_PREFIX = "chexvision.metrics"  # "chexvision.metrics/1", "chexvision.metrics.findings/1"
 RUN_ENTRIES = frozenset({MARKER, ckpt.HISTORY_FILE} | {f"{n}{s}" for n in (ckpt.BEST, ckpt.LAST)
                                                          for s in ("", ".new", ".old")})
 _TMP = re.compile(r"^\.(?P<name>[^/]+)\.[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")
@@ -221,9 +221,12 @@ def claim_outputs(folder: Path, names: list[str], force: bool = False, flag: str
     return sorted(n for n in previous - set(names) if (folder / n).is_file() and not (folder / n).is_symlink())
 
 
-def claim_file(path: Path, force: bool = False, flag: str = "--out", mark: str = "p_abnormal") -> None:
+PREDICT_MARKS = (b"p_abnormal", b'"probabilities"', b"path,p_")  # binary CSV/JSON, findings JSON, findings CSV
+
+
+def claim_file(path: Path, force: bool = False, flag: str = "--out", marks: tuple = PREDICT_MARKS) -> None:
     """A single output file: its folder must be a folder, and an existing file must be ours (its
-    first 4 KB mention ``mark``) unless ``force``."""
+    first 4 KB hold one of ``marks``, or it is our empty JSON result ``[]``) unless ``force``."""
     path = Path(path)
     _check_parents(path.parent, flag, path)
     if path.is_dir():
@@ -234,7 +237,7 @@ def claim_file(path: Path, force: bool = False, flag: str = "--out", mark: str =
                 head = f.read(4096)
         except OSError:
             head = b""
-        if mark.encode() not in head:
+        if not any(m in head for m in marks) and head.strip() != b"[]":  # "[]": our JSON when nothing scored
             raise UserError(f"{flag} {path}: the file exists and was not written by chexvision; choose another name, "
                             "or pass --force to replace it")
 

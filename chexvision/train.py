@@ -50,7 +50,7 @@ from .config import (
 )
 from .data import Augmenter, BatchLoader, Standardizer, add_data_arguments, data_config, open_dataset
 from .errors import UserError
-from .tracks import describe, layout, make_engine, model_spec
+from .tracks import describe, fit_standardizer, layout, make_engine, model_spec
 
 HELP = "train the NumPy or the torch track; writes OUT/best/, OUT/last/ and OUT/history.json"
 
@@ -93,12 +93,19 @@ def add_arguments(p) -> None:
     g.add_argument("--lockstep", dest="lockstep", action="store_const", const=True, default=None,
                    help="torch track: start from the NumPy track's initial weights and draw dropout masks with "
                         "NumPy, so a run retraces --track numpy with the same seed (parity checks)")
+    g.add_argument("--amp", dest="amp", action="store_const", const=True, default=None,
+                   help="torch track on CUDA: mixed precision (float16 autocast, GradScaler); faster, outside the "
+                        "lockstep parity of the two tracks")
 
     g = p.add_argument_group("model", validate.LIMITS_HELP)
-    _opt(g, "--model", "model", "mlp (CheXVision-mini) or cnn", choices=MODELS)
+    _opt(g, "--model", "model", "mlp (CheXVision-mini), cnn or densenet121 (torchvision's DenseNet-121)",
+         choices=MODELS)
+    _opt(g, "--pretrained", "pretrained", "densenet121 initial weights: imagenet (torch.hub; needs torch and "
+         "internet), a .pth, or an .npz from `convert`; the classifier is replaced", metavar="imagenet|FILE")
     _opt(g, "--hidden", "hidden", "MLP hidden widths, comma-separated", metavar="W,W,...")
     _opt(g, "--channels", "channels", "CNN stage widths, comma-separated (at least two)", metavar="C,C,...")
-    _opt(g, "--dropout", "dropout", "dropout probability", type=float)
+    _opt(g, "--dropout", "dropout", "dropout probability (densenet121: drop_rate after every dense layer, 0 unless "
+         "given)", type=float)
 
     g = p.add_argument_group("optimisation")
     _opt(g, "--epochs", "epochs", "training epochs", type=int)
@@ -151,6 +158,8 @@ def config_from_args(args) -> TrainConfig:
             given[name] = parse_hidden(given[name], "--" + name)
     if "pos_weight" in given:
         given["pos_weight"] = _pos_weight(given["pos_weight"])
+    if given.get("model") == "densenet121":
+        given.setdefault("dropout", 0.0)  # torchvision's drop_rate; the MLP's 0.3 after all 58 dense layers would hurt
     return TrainConfig(seed=args.seed, **given)
 
 
@@ -229,12 +238,14 @@ class Trainer:
     def fit(self, resume_from: ckpt.Checkpoint | None = None) -> dict:
         cfg, engine = self.cfg, self.engine
         if resume_from is None:
-            self.standardizer = Standardizer.fit(self.ds.images, self.train_idx)
+            self.standardizer = fit_standardizer(self.spec, self.ds.images, self.train_idx)
         else:
             self.standardizer = Standardizer.from_arrays(resume_from.standardizer_arrays())
         self.train_loader, self.val_loader = self._loaders(self.standardizer)
         steps = len(self.train_loader)
         engine.build_model(cfg.seed)
+        if cfg.pretrained is not None and resume_from is None:  # a resumed run restores its own weights
+            engine.load_pretrained(cfg.pretrained)
         engine.setup_training(cfg, steps, self._pos_weight())
         start = 0
         if resume_from is not None:

@@ -142,6 +142,12 @@ def check_spec(spec, source: str) -> dict:
     elif kind == "cnn":
         check_int(spec.get("in_channels"), f"{where} 'in_channels'", 1, 4)
         _check_widths(spec.get("channels"), f"{where} 'channels'", 2)
+    elif kind == "densenet121":  # a fixed architecture (8.0 M parameters); only its inputs vary
+        check_int(spec.get("in_channels"), f"{where} 'in_channels'", 1, 1)
+        check_int(spec.get("image_size"), f"{where} 'image_size'", 29, 1024)
+        drop = spec.get("drop_rate", 0.0)
+        if not (is_number(drop) and 0.0 <= drop < 1.0):
+            raise UserError(f"{where} 'drop_rate' must be a number in [0, 1), got {drop!r}")
     check_model_size(spec, 1, source)
     return spec
 

@@ -11,8 +11,13 @@ fields of the whole batch out as the columns of one (K, N·L) matrix, so the con
 single product ``W (O, K) @ cols (K, N·L) -> (O, N·L)``, then one transposing copy to NCHW. The
 backward is two more products and ``col2im``, which adds each column back onto the pixels it
 was copied from. One large product instead of N small ones keeps BLAS efficient on small images
-(8×8 late in a network) and costs only one thread hand-off per product. ``im2col``, ``col2im`` and
-the faster stride-1 input gradient live in ``numpy_nn.im2col``; padding modes in ``numpy_nn.padding``.
+(8×8 late in a network) and costs only one thread hand-off per product. ``im2col`` and ``col2im``
+live in ``numpy_nn.im2col``; padding modes in ``numpy_nn.padding``.
+
+Two special cases skip the column matrix, which holds every input value kH·kW times:
+a 1×1 stride-1 convolution is a plain matrix product per image on NCHW itself, and other stride-1
+kernels run tap by tap on the padded input grid (``numpy_nn.conv_grid``), in cache-sized chunks.
+Strided convolutions (and groups) use im2col.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ import math
 import numpy as np
 
 from . import init
-from .im2col import _pair, col2im, conv_input_grad_stride1, conv_output_size, im2col, pad2d, windows
+from .conv_grid import dy_to_grid, grid_conv_backward, grid_conv_forward, grid_geometry, to_grid
+from .im2col import _pair, col2im, conv_output_size, im2col, pad2d, windows
 from .layers import _check_dtype
 from .module import Module, Parameter
 from .padding import PADDING_MODES, pad2d_mode, pad2d_mode_backward
 
-__all__ = ["Conv2d", "conv_padding", "im2col", "col2im", "conv_input_grad_stride1", "conv_output_size", "pad2d",
-           "windows"]
+__all__ = ["Conv2d", "conv_padding", "im2col", "col2im", "conv_output_size", "pad2d", "windows"]
 
 
 def conv_padding(padding, kernel, stride, dilation) -> tuple[int, int, int, int]:
@@ -144,13 +149,19 @@ class Conv2d(Module):
         # pad explicitly before the convolution, or let im2col pad symmetric zeros on the fly
         self._explicit_pad = padding_mode != "zeros" or t != b or l != r
         self._im2col_padding = (0, 0) if self._explicit_pad else (t, l)
+        # 1×1, stride 1, no padding, one group: a plain matrix product per image on NCHW itself
+        self._pointwise = self.kernel_size == (1, 1) and self.stride == (1, 1) and self._pads == (0, 0, 0, 0) \
+            and groups == 1
+        # other stride-1 kernels, one group: tap by tap on the padded grid (numpy_nn.conv_grid), no im2col
+        self._on_grid = self.stride == (1, 1) and groups == 1 and not self._pointwise
+        self._xg = self._dyg = None  # the grid buffers: input and upstream gradient (conv_grid)
         dtype = np.float32 if dtype is None else dtype
         self.weight = Parameter(np.empty((out_channels, in_channels // groups, *self.kernel_size), dtype=dtype))
         self.bias = Parameter(np.empty((out_channels,), dtype=dtype)) if bias else None
         self._cols = None  # (K, N·L) column buffer, refilled by every forward
         self._dcols = None  # (K, N·L) gradient-of-columns buffer, refilled by every backward
         self._y2 = None  # (O, N·L) product buffer: Y₂ in forward, dY₂ in backward
-        self._grid = self._dxp = None  # the stride-1 input-gradient buffers (conv_input_grad_stride1)
+        self._dxp = None  # the padded input-gradient buffer (conv_grid.grid_conv_backward)
         self.needs_input_grad = True
         self.reset_parameters()
 
@@ -186,11 +197,65 @@ class Conv2d(Module):
         y = self._conv_forward(x)
         return y[0] if self._unbatched else y
 
+    def _pointwise_forward(self, x):
+        # y[n] = W₂ (O, C) @ x[n] (C, H·W): NCHW already holds every image as a (C, H·W) matrix, so
+        # one batched product writes (N, O, H·W) = NCHW output directly: no im2col, no transposes.
+        n, c, h, w = x.shape
+        o = self.out_channels
+        self._x3 = x.reshape(n, c, h * w)  # a view (a copy only for a non-contiguous x); kept for backward
+        y = np.empty((n, o, h, w), dtype=x.dtype)
+        np.matmul(self.weight.data.reshape(o, c), self._x3, out=y.reshape(n, o, h * w))
+        if self.bias is not None:
+            y += self.bias.data[:, None, None]
+        return y
+
+    def _pointwise_backward(self, grad_output):
+        # Y[n] = W₂ X[n] + b     W₂ (O, C)  X[n] (C, L)  Y[n] (O, L), L = H·W
+        # db = Σ_{n,l} dY[n]                      -> (O,)
+        # dW₂ = Σ_n dY[n] X[n]ᵀ                    (N, O, L)(N, L, C) -> (N, O, C), summed over N
+        # dX[n] = W₂ᵀ dY[n]                        (C, O)(N, O, L) -> (N, C, L) = NCHW
+        n, o = grad_output.shape[:2]
+        x3 = self._x3
+        dy3 = grad_output.reshape(n, o, x3.shape[2])
+        if self.bias is not None:
+            self.bias.accumulate_grad(dy3.sum(axis=(0, 2)))
+        dw = np.matmul(dy3, x3.transpose(0, 2, 1)).sum(axis=0) if n else np.zeros((o, x3.shape[1]), x3.dtype)
+        self.weight.accumulate_grad(dw.reshape(self.weight.shape))
+        if not self.needs_input_grad:
+            return None
+        dx = np.matmul(self.weight.data.reshape(o, -1).T, dy3)  # (C, O) @ (N, O, L) -> (N, C, L)
+        return dx.reshape(n, x3.shape[1], *grad_output.shape[2:])
+
+    def _grid_forward(self, x, ho, wo):
+        # Y = Σ_taps W_ij · xg shifted by off_ij (numpy_nn.conv_grid): the grid is kept for backward
+        self._x_shape = x.shape
+        self._geometry = grid_geometry(x.shape, self.kernel_size, self._im2col_padding, self.dilation)
+        self._xg = to_grid(x, self._im2col_padding, self._geometry[5], out=self._xg)
+        y = np.empty((x.shape[0], self.out_channels, ho, wo), dtype=x.dtype)
+        grid_conv_forward(self._xg, self.weight.data, self._geometry, y)
+        if self.bias is not None:
+            y += self.bias.data[:, None, None]
+        return y
+
+    def _grid_backward(self, grad_output):
+        # dY onto the grid once; then dW and dX together, chunk by chunk (conv_grid.grid_conv_backward)
+        self._dyg = dy_to_grid(grad_output, self._geometry, out=self._dyg)
+        if self.bias is not None:
+            self.bias.accumulate_grad(grad_output.sum(axis=(0, 2, 3)))
+        dw, dx, self._dxp = grid_conv_backward(self._dyg, self._xg, self.weight.data, self._geometry, self._x_shape,
+                                               self._im2col_padding, self.needs_input_grad, self._dxp)
+        self.weight.accumulate_grad(dw)
+        return dx
+
     def _conv_forward(self, x):
+        if self._pointwise:
+            return self._pointwise_forward(x)
         n, c, h, w = x.shape
         (kh, kw), o, pad = self.kernel_size, self.out_channels, self._im2col_padding
         ho = conv_output_size(h, kh, self.stride[0], pad[0], self.dilation[0])
         wo = conv_output_size(w, kw, self.stride[1], pad[1], self.dilation[1])
+        if self._on_grid and ho >= 1 and wo >= 1:
+            return self._grid_forward(x, ho, wo)
         self._cols = self._buffer(self._cols, (c * kh * kw, n * max(ho, 0) * max(wo, 0)), x.dtype)
         cols, (ho, wo) = im2col(x, self.kernel_size, self.stride, pad, self.dilation, out=self._cols)
         self._x_shape = x.shape
@@ -230,6 +295,10 @@ class Conv2d(Module):
         # With G groups each group g is the same with W_g (O/G, K/G), cols_g, dY_g: dW_g = dY_g cols_gᵀ,
         # dcols_g = W_gᵀ dY_g, as batched products over the leading G axis. An empty batch (N = 0)
         # gives sums over nothing: dW = 0, db = 0, dX empty.
+        if self._pointwise:
+            return self._pointwise_backward(grad_output)
+        if self._on_grid:
+            return self._grid_backward(grad_output)
         n, o, g = grad_output.shape[0], self.out_channels, self.groups
         # (N, O, Ho, Wo) -> (O, N, Ho, Wo) = (O, N·L): the layout of Y₂, one transposing copy
         self._y2 = self._buffer(self._y2, (o, self._cols.shape[1]), grad_output.dtype)
@@ -246,10 +315,6 @@ class Conv2d(Module):
         self.weight.accumulate_grad(np.ascontiguousarray(dw).reshape(self.weight.shape))
         if not self.needs_input_grad:
             return None
-        if self.stride == (1, 1) and g == 1:  # same dX, computed tap by tap in cache (see conv_input_grad_stride1)
-            dx, self._grid, self._dxp = conv_input_grad_stride1(
-                dy, self.weight.data, self._x_shape, self._im2col_padding, self.dilation, self._grid, self._dxp)
-            return dx
         self._dcols = self._buffer(self._dcols, self._cols.shape, grad_output.dtype)
         w3 = self.weight.data.reshape(g, o // g, -1)  # (G, O/G, K/G)
         np.matmul(w3.transpose(0, 2, 1), self._grouped(dy), out=self._grouped(self._dcols))  # (G, K/G, N·L)

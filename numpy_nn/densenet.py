@@ -29,11 +29,15 @@ own g channels (complete by then: later layers have already added theirs) and ad
 gradient into ``grad[:, :Cᵢ]`` in place. For densenet121 (C₀ = 64, 128, 256, 512; ℓ = 6, 12, 24,
 16; g = 32) concatenating afresh per layer, plus the block's final concatenation, would copy 4.4×,
 8.1×, 15.6× and 12.8× the channel maps the shared buffers write (``concat_copy_ratio``); at batch
-16, 224² that is 225 MB of float32 copies per forward in block 1 alone instead of 51 MB. What stays
-per layer is what any implementation keeps: norm1's normalised input (Cᵢ channels), so the cache
-of a block is still quadratic in ℓ; torchvision's ``memory_efficient=True`` trades that for
-recomputation, which this NumPy twin does not do (the flag is accepted and stored, see
-``DenseNet``).
+16, 224² that is 225 MB of float32 copies per forward in block 1 alone instead of 51 MB.
+Measured with tracemalloc (block 1, batch 4, 56², float32, layer buffers warm): peak 130 MB with the
+shared buffer against 136 MB concatenating per layer, 115 MB held afterwards either way. In NumPy a
+per-layer concatenation is transient (it dies once norm1 has normalised it), so the buffer saves
+copy traffic more than peak memory; torch's autograd instead keeps every concatenation alive for
+backward, which is the quadratic memory torchvision's ``memory_efficient=True`` recomputes away.
+What stays per layer here is what the layers cache for backward: norm1's normalised input (Cᵢ
+channels), ReLU masks, the convolutions' column buffers, so a block's cache is still quadratic in ℓ.
+This NumPy twin does no recomputation (``memory_efficient`` is accepted and stored, see ``DenseNet``).
 """
 
 from __future__ import annotations

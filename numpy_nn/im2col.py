@@ -1,4 +1,4 @@
-"""The column machinery of a convolution: im2col, its adjoint col2im, and the stride-1 input gradient.
+"""The column machinery of a convolution: im2col, its adjoint col2im.
 
 Used by ``numpy_nn.conv.Conv2d`` (read that module's docstring first) and by the pooling layers
 (``pad2d``, ``conv_output_size``). Twins: ``torch.nn.functional.unfold`` (im2col) and
@@ -114,50 +114,3 @@ def col2im(cols, x_shape, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1)
             dxp[:, :, rows, cols_] += cols6[:, i, j]  # (C, N, Ho, Wo) slab
     # the padding received gradient too; it is dropped: (C, N, Hp, Wp) -> (N, C, H, W)
     return np.ascontiguousarray(dxp[:, :, ph : ph + h, pw : pw + w].transpose(1, 0, 2, 3))
-
-
-def conv_input_grad_stride1(dy2, weight, x_shape, padding, dilation, grid=None, dxp=None) -> np.ndarray:
-    """dL/dx of a stride-1 convolution without the (K, N·L) column matrix: ``col2im(W₂ᵀ dY₂)``, faster.
-
-    Args:
-        dy2: the upstream gradient as (O, N·Ho·Wo) (``Y₂``'s layout).
-        weight: (O, C, kH, kW). x_shape: (N, C, H, W). padding, dilation: pairs.
-        grid, dxp: optional reusable buffers of shapes (O, N·Hp·Wp) (its zero border is kept) and
-            (C, N·Hp·Wp + max_off).
-
-    The padded-grid trick. Index every output position by where its window starts in the padded
-    input, q = n·Hp·Wp + y·Wp + x. With stride 1 the input pixel that kernel tap (i, j) of output q
-    reads is then q + off_ij, off_ij = i·dH·Wp + j·dW, for every image at once, so
-
-        dXp[c, q + off_ij] += Σ_o W[o, c, i, j] · dY[o, q]      for each tap (i, j)
-
-    is one (C, O) @ (O, M) product added into a *contiguous shifted slice* of the flat padded
-    gradient (M = N·Hp·Wp grid positions; positions with y ≥ Ho or x ≥ Wo are not outputs and carry
-    dY = 0, so they add nothing). Done in column chunks of ~2 MB, each tap's product is added while it
-    is still in cache: no (K, N·L) intermediate is written to memory and read back, and every add
-    runs over thousands of contiguous elements instead of rows of Wo.
-    """
-    n, c, h, w = x_shape
-    o, _, kh, kw = weight.shape
-    (ph, pw), (dh, dw) = padding, dilation
-    hp, wp = h + 2 * ph, w + 2 * pw
-    ho, wo = hp - dh * (kh - 1), wp - dw * (kw - 1)
-    m, max_off = n * hp * wp, (kh - 1) * dh * wp + (kw - 1) * dw
-    if grid is None or grid.shape != (o, m) or grid.dtype != dy2.dtype:
-        grid = np.zeros((o, m), dtype=dy2.dtype)
-    np.copyto(grid.reshape(o, n, hp, wp)[:, :, :ho, :wo], dy2.reshape(o, n, ho, wo))  # (O, N·L) onto the grid
-    if dxp is None or dxp.shape != (c, m + max_off) or dxp.dtype != dy2.dtype:
-        dxp = np.empty((c, m + max_off), dtype=dy2.dtype)
-    dxp.fill(0)
-    taps = [(np.ascontiguousarray(weight[:, :, i, j].T), i * dh * wp + j * dw) for i in range(kh) for j in range(kw)]
-    chunk = max(1, min(m, max(4096, (1 << 21) // ((c + o) * dy2.itemsize))))  # C + O rows of a chunk ≈ 2 MB; N = 0: none
-    slab = np.empty((c, chunk), dtype=dy2.dtype)
-    for s in range(0, m, chunk):
-        e = min(s + chunk, m)
-        for w_t, off in taps:  # kH·kW taps
-            part = np.matmul(w_t, grid[:, s:e], out=slab[:, : e - s])  # (C, O) @ (O, chunk) -> (C, chunk)
-            dxp[:, s + off : e + off] += part
-    # (C, N·Hp·Wp) -> crop the padding -> (N, C, H, W)
-    dx = np.empty(x_shape, dtype=dy2.dtype)
-    np.copyto(dx, dxp[:, :m].reshape(c, n, hp, wp)[:, :, ph : ph + h, pw : pw + w].transpose(1, 0, 2, 3))
-    return dx, grid, dxp

@@ -14,6 +14,35 @@ import numpy as np
 from .layers import _check_dtype
 from .module import Module, Parameter
 
+# Elements per chunk: 64K float32 = 256 KiB, so the few arrays a chunk touches stay in L2.
+CHUNK = 65536
+
+
+def _as3d(a: np.ndarray) -> np.ndarray:
+    """(N, C, ...) -> (N, C, L), L = values per sample and channel: a view whenever the trailing axes
+    are contiguous (also for a channel slice of a wider buffer, as DenseNet's concatenation)."""
+    n, c = a.shape[:2]
+    return a.reshape(n, c, a.size // (n * c) if n * c else 0)
+
+
+def _chunks(n: int, c: int, length: int):
+    """(sample slice, channel slice) blocks of ~CHUNK elements covering (N, C, L): several whole
+    samples when one is small (BatchNorm1d), else one sample and a range of channels."""
+    if c * length <= CHUNK:
+        step = max(1, CHUNK // max(c * length, 1))
+        for n0 in range(0, n, step):
+            yield slice(n0, min(n, n0 + step)), slice(None)
+    else:
+        step = max(1, CHUNK // max(length, 1))
+        for i in range(n):
+            for c0 in range(0, c, step):
+                yield slice(i, i + 1), slice(c0, min(c, c0 + step))
+
+
+def _col(v: np.ndarray, cs: slice) -> np.ndarray:
+    """Channels ``cs`` of a per-channel (C,) vector as a (C', 1) column, broadcasting over L."""
+    return v[cs, None]
+
 
 class _BatchNorm(Module):
     """y = (x − E[x]) / √(Var[x] + eps) · γ + β, per channel.
@@ -87,25 +116,31 @@ class _BatchNorm(Module):
 
     def forward(self, x):
         self._check_input(x)
-        axes = (0,) + tuple(range(2, x.ndim))  # every axis but the channels
-        bshape = (1, -1) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable (1, C, 1, ...)
-        m = x.size // x.shape[1]
+        n, c = x.shape[:2]
+        m = x.size // c if c else 0  # values per channel
+        self._bshape = (1, -1) + (1,) * (x.ndim - 2)  # (C,) -> broadcastable (1, C, 1, ...)
         self._batch_stats = self.training or not self.track_running_stats
-        if self._batch_stats and m == 0:
-            # An empty batch (torch's rule): an empty output, running statistics untouched, but the
-            # batch is counted (num_batches_tracked + 1, which a cumulative average then divides by).
+        if x.size == 0:
+            # An empty batch (torch's rule): an empty output, running statistics untouched, but in
+            # training the batch is counted (num_batches_tracked + 1, which a cumulative average
+            # then divides by).
             if self.training and self.track_running_stats:
                 self.num_batches_tracked[...] += 1
-            self._xhat, self._invstd, self._axes, self._bshape = x.copy(), None, axes, bshape
+            self._x3, self._invstd = None, None
             return x.copy()
+        x3 = _as3d(x)  # (N, C, L)
         if self._batch_stats:
             if m == 1:  # one value per channel: its variance is 0, nothing to normalise with (torch's error)
                 raise ValueError(f"Expected more than 1 value per channel when training, got input size {x.shape}")
-            # Statistics accumulate in float64 whatever the input dtype, as torch's CPU kernels do
-            # (float32 sums of M values lose ~M·2⁻²⁴ relative; the mean of data far from 0 suffers).
-            mean = x.mean(axis=axes, dtype=np.float64).astype(x.dtype)
-            xc = x - mean.reshape(bshape)  # two passes: var from centred values, no cancellation
-            var = np.mean(np.square(xc), axis=axes, dtype=np.float64).astype(x.dtype)  # biased (1/M)
+            # Statistics accumulate in float64 whatever x's dtype, as torch's CPU kernels do (float32
+            # sums of M values lose ~M·2⁻²⁴ relative; the mean of data far from 0 suffers). Two
+            # passes: the variance from centred values (no cancellation), formed chunk by chunk.
+            mean = (np.add.reduce(x3, axis=2, dtype=np.float64).sum(axis=0) / m).astype(x.dtype)
+            sq = np.empty((n, c))
+            for ns, cs in _chunks(*x3.shape):  # Σ (x − μ)² per row; the centred chunk lives in cache only
+                tmp = x3[ns, cs] - _col(mean, cs)
+                np.add.reduce(np.square(tmp, out=tmp), axis=2, dtype=np.float64, out=sq[ns, cs])
+            var = (sq.sum(axis=0) / m).astype(x.dtype)  # biased (1/M)
             if self.training and self.track_running_stats:
                 # in place ([...]): assigning the attribute would unregister the buffer
                 self.num_batches_tracked[...] += 1
@@ -116,15 +151,18 @@ class _BatchNorm(Module):
                 rv[...] = (1 - f) * rv + f * var * x.dtype.type(m / (m - 1))  # unbiased var for the running estimate
         else:
             mean, var = self.running_mean, self.running_var
-            xc = x - mean.reshape(bshape)
         invstd = 1.0 / np.sqrt(var + x.dtype.type(self.eps))  # (C,)
-        xhat = xc
-        xhat *= invstd.reshape(bshape)  # in place: xc is not needed any more
-        self._xhat, self._invstd, self._axes, self._bshape = xhat, invstd, axes, bshape
-        if not self.affine:
-            return xhat.copy()
-        y = xhat * self.weight.data.reshape(bshape)
-        y += self.bias.data.reshape(bshape)  # in place: one fresh array, not two
+        # y = γ (x − μ) invstd + β = x·a + b with a = γ·invstd, b = β − μ·a (torch's CPU kernel folds
+        # it the same way): two operations per element, in cache-sized chunks.
+        a = self.weight.data * invstd if self.affine else invstd
+        b = (self.bias.data if self.affine else 0) - mean * a
+        y = np.empty(x.shape, dtype=x.dtype)
+        y3 = y.reshape(x3.shape)
+        for ns, cs in _chunks(*x3.shape):
+            np.multiply(x3[ns, cs], _col(a, cs), out=y3[ns, cs])
+            y3[ns, cs] += _col(b, cs)
+        # backward needs x̂ = (x − μ)·invstd: recomputed there from x (a view, not a copy) and μ
+        self._x3, self._mean, self._invstd = x3, mean, invstd
         return y
 
     def backward(self, grad_output):
@@ -136,29 +174,48 @@ class _BatchNorm(Module):
         # x̂ depends on x directly and through μ and σ²; with invstd = 1/√(σ² + eps):
         #   ∂x̂_i/∂x_j = invstd (δ_ij − 1/M − x̂_i x̂_j / M)
         #   dx_j = Σ_i dx̂_i ∂x̂_i/∂x_j = (1/M) γ invstd (M dy_j − Σ dy − x̂_j Σ dy x̂)
-        # computed as γ invstd (dy − mean(dy) − x̂ mean(dy x̂)) (same formula, 1/M distributed).
+        # computed as γ invstd (dy − mean(dy) − x̂ mean(dy x̂)) (same formula, 1/M distributed),
+        # with x̂ = (x − μ)·invstd formed chunk by chunk in cache: one pass for both sums, one for dx.
         # Evaluation (running statistics are constants): dx = γ invstd dy.
-        dy, xhat, axes, bshape = grad_output, self._xhat, self._axes, self._bshape
+        dy = grad_output
         if self._invstd is None:  # the empty batch: sums over no values, dγ = dβ = 0, dx empty
             if self.affine:
                 self.weight.accumulate_grad(np.zeros_like(self.weight.data))
                 self.bias.accumulate_grad(np.zeros_like(self.bias.data))
             return np.empty_like(dy)
-        gamma = self.weight.data if self.affine else np.ones_like(self._invstd)
-        scale = (gamma * self._invstd).reshape(bshape)  # γ · invstd, (1, C, 1, ...)
+        x3, mean, invstd = self._x3, self._mean, self._invstd
+        n, c, length = x3.shape
+        dy3 = _as3d(dy)
+        m = n * length
+        gamma = self.weight.data if self.affine else np.ones_like(invstd)
+        scale = gamma * invstd  # γ · invstd, (C,)
         if self.affine or self._batch_stats:
-            sum_dy = dy.sum(axis=axes, dtype=np.float64).astype(dy.dtype)  # float64 accumulation, as forward
-            sum_dy_xhat = (dy * xhat).sum(axis=axes, dtype=np.float64).astype(dy.dtype)
+            rows_dy, rows_dy_xhat = np.empty((n, c)), np.empty((n, c))  # float64 accumulation, as forward
+            for ns, cs in _chunks(n, c, length):
+                np.add.reduce(dy3[ns, cs], axis=2, dtype=np.float64, out=rows_dy[ns, cs])
+                xhat = x3[ns, cs] - _col(mean, cs)
+                xhat *= _col(invstd, cs)
+                np.add.reduce(np.multiply(xhat, dy3[ns, cs], out=xhat), axis=2, dtype=np.float64,
+                              out=rows_dy_xhat[ns, cs])
+            sum_dy, sum_dy_xhat = rows_dy.sum(axis=0), rows_dy_xhat.sum(axis=0)
         if self.affine:
-            self.weight.accumulate_grad(sum_dy_xhat.copy())
-            self.bias.accumulate_grad(sum_dy.copy())
+            self.weight.accumulate_grad(sum_dy_xhat.astype(dy.dtype))
+            self.bias.accumulate_grad(sum_dy.astype(dy.dtype))
+        dx = np.empty(dy.shape, dtype=dy.dtype)
+        dx3 = dx.reshape(dy3.shape)
         if not self._batch_stats:
-            return dy * scale
-        inv_m = dy.dtype.type(1.0 / (dy.size // dy.shape[1]))
-        dx = xhat * (sum_dy_xhat * inv_m).reshape(bshape)  # x̂ · mean(dy x̂)
-        dx += (sum_dy * inv_m).reshape(bshape)  # + mean(dy)
-        np.subtract(dy, dx, out=dx)  # dy − mean(dy) − x̂ mean(dy x̂)
-        dx *= scale
+            for ns, cs in _chunks(n, c, length):
+                np.multiply(dy3[ns, cs], _col(scale, cs), out=dx3[ns, cs])
+            return dx
+        k_xhat = (sum_dy_xhat / m).astype(dy.dtype)  # mean(dy x̂)
+        k_dy = (sum_dy / m).astype(dy.dtype)  # mean(dy)
+        for ns, cs in _chunks(n, c, length):
+            d = dx3[ns, cs]
+            np.subtract(x3[ns, cs], _col(mean, cs), out=d)
+            d *= _col(invstd * k_xhat, cs)  # x̂ · mean(dy x̂)
+            d += _col(k_dy, cs)  # + mean(dy)
+            np.subtract(dy3[ns, cs], d, out=d)  # dy − mean(dy) − x̂ mean(dy x̂)
+            d *= _col(scale, cs)
         return dx
 
     def extra_repr(self):

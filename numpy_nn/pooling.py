@@ -77,6 +77,26 @@ def _route_along(g: np.ndarray, arg: np.ndarray, axis: int, kernel: int, stride:
     return out
 
 
+def _sum_tiles(x: np.ndarray, kh: int, kw: int, ho: int, wo: int) -> np.ndarray:
+    """Σ over each kH×kW tile of non-overlapping windows (stride = kernel, no padding), separably.
+
+    (N, C, H, W) -> rows (N, C, Ho, kH, Wo·kW) by a reshape (rows and columns no window covers are
+    dropped first); the kH rows of each tile are added (contiguous rows of Wo·kW), then, after a
+    reshape to (N, C, Ho, Wo, kW), the kW columns: kH + kW − 2 adds of whole slabs, no loop over
+    pixels and no zero-filled accumulator.
+    """
+    n, c = x.shape[:2]
+    rows = x[:, :, : ho * kh, : wo * kw].reshape(n, c, ho, kh, wo * kw)  # a view unless cropped
+    acc = np.add(rows[:, :, :, 0], rows[:, :, :, 1]) if kh > 1 else rows[:, :, :, 0].copy()
+    for i in range(2, kh):
+        acc += rows[:, :, :, i]
+    cols = acc.reshape(n, c, ho, wo, kw)  # (N, C, Ho, Wo·kW) -> (N, C, Ho, Wo, kW), a view
+    y = np.add(cols[..., 0], cols[..., 1]) if kw > 1 else cols[..., 0].copy()
+    for j in range(2, kw):
+        y += cols[..., j]
+    return y
+
+
 class _Pool2d(Module):
     """What MaxPool2d and AvgPool2d share: torch's window arguments (``stride`` defaults to
     ``kernel_size``; ints or pairs)."""
@@ -171,10 +191,13 @@ class AvgPool2d(_Pool2d):
         kh, kw = self.kernel_size
         xp = pad2d(x, self.padding)
         self._x_shape, self._out_hw = x.shape, (ho, wo)
-        y = np.zeros((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
-        for i in range(kh):  # sum the kH·kW offset slabs, no window copy
-            for j in range(kw):
-                y += xp[_offset_slices(i, j, self.stride, (ho, wo))]
+        if self.stride == self.kernel_size and self.padding == (0, 0):
+            y = _sum_tiles(x, kh, kw, ho, wo)  # windows tile the image (DenseNet's 2×2/2): separable sums
+        else:
+            y = np.zeros((x.shape[0], x.shape[1], ho, wo), dtype=x.dtype)
+            for i in range(kh):  # sum the kH·kW offset slabs, no window copy
+                for j in range(kw):
+                    y += xp[_offset_slices(i, j, self.stride, (ho, wo))]
         y *= x.dtype.type(1.0 / (kh * kw))
         return y[0] if self._unbatched else y
 

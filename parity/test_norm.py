@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from numpy_nn.norm import BatchNorm1d, BatchNorm2d
-from parity.helpers import DTYPE_IDS, DTYPES, TORCH_DTYPE, assert_close, assert_layer_parity, make_input
+from parity.helpers import DTYPE_IDS, DTYPES, TORCH_DTYPE, assert_close, assert_layer_parity, make_input, tol
 
 dtypes = pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 
@@ -167,3 +167,33 @@ def test_batchnorm_without_affine_eval_and_state(kind, track, dtype):
     np_bn.eval()
     t_bn.eval()
     assert_layer_parity(np_bn, t_bn, shape, dtype, seed=2, sync_weights=False)
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_batchnorm_float32_sums_over_many_values(train):
+    """float32 with 16·56·56 values per channel (DenseNet's first block at batch 16): the output and
+    dγ, dβ within the parity float32 tolerance of the float64 computation (every per-channel sum
+    accumulates in float64). Against float64, not torch: torch's float32 dγ is itself ~1e-4 off
+    at this size, beyond its own tolerance."""
+    rng = np.random.default_rng(0)
+    bn, shape = BatchNorm2d(8), (16, 8, 56, 56)
+    bn.weight.data[...] = rng.uniform(0.5, 1.5, 8)
+    bn.bias.data[...] = rng.uniform(-0.5, 0.5, 8)
+    bn.running_mean[...] = rng.uniform(-1, 1, 8)
+    bn.running_var[...] = rng.uniform(0.5, 2, 8)
+    if not train:
+        bn.eval()
+    x = make_input(shape, np.float32, low=1.0, high=5.0)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y = bn(x)
+    bn.backward(dy)
+    x64, c = x.astype(np.float64), (None, slice(None), None, None)
+    if train:
+        mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    else:
+        mean, var = bn.running_mean.astype(np.float64), bn.running_var.astype(np.float64)
+    xhat = (x64 - mean[c]) / np.sqrt(var + bn.eps)[c]
+    tight = tol(np.float32)  # the parity suite's float32 tolerance
+    np.testing.assert_allclose(y, xhat * bn.weight.data[c] + bn.bias.data[c], **tight)
+    np.testing.assert_allclose(bn.bias.grad, dy.sum(axis=(0, 2, 3), dtype=np.float64), **tight)
+    np.testing.assert_allclose(bn.weight.grad, (dy * xhat).sum(axis=(0, 2, 3)), **tight)

@@ -131,3 +131,12 @@ def test_pooling_unbatched_and_empty_batch(pool, shape, dtype):
     make_np, make_t = POOLS[pool]
     res = assert_layer_parity(make_np(), make_t(), shape, dtype)
     assert res["y_np"].ndim == len(shape) and res["gx_np"].shape == shape
+
+
+@dtypes
+@pytest.mark.parametrize("kernel, shape", [(2, (2, 3, 8, 8)), (2, (2, 3, 7, 9)), ((2, 3), (2, 3, 7, 10)), ((3, 1), (1, 2, 9, 4))],
+                         ids=["k2", "k2-cropped", "k2x3-cropped", "k3x1"])
+def test_avgpool2d_tiling_windows(kernel, shape, dtype):
+    """stride = kernel, no padding: the separable tile sums (DenseNet's transition pool), with the
+    rows and columns no window covers left out as torch does."""
+    assert_layer_parity(AvgPool2d(kernel), nn.AvgPool2d(kernel), shape, dtype)

@@ -13,7 +13,7 @@ from chexvision.cli import main
 from chexvision.errors import UserError
 from chexvision.explain import choose_targets, compute_maps, output_names, parse_target
 
-FINDINGS = ("opacity", "effusion", "cardiomegaly")
+FINDINGS = ("opacity", "effusion", "cardiomegaly")  # chexvision.tasks.SYNTHETIC_FINDINGS
 
 
 def test_parse_target_by_name_or_index_and_the_default():
@@ -101,3 +101,54 @@ def test_binary_target_is_abnormal_and_anything_else_is_refused(binary_run, tmp_
     assert main([*base, "--target", "0"]) == 2
     one_line_error(capsys, "add --explain DIR")
     assert not (tmp_path / "b").exists()
+
+
+@pytest.fixture(scope="module")
+def findings_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("findings")
+    assert main(["train", *SMALL, "--task", "findings", "--cache", str(root / "cache"), "--out", str(root / "run")]) == 0
+    return root / "run", _pngs(root / "run", root / "pngs")
+
+
+def test_findings_explains_each_images_most_probable_finding_on_both_tracks(findings_run, tmp_path, capsys):
+    run, pngs = findings_run
+    maps, recs = {}, {}
+    for track in ("numpy", "torch"):
+        capsys.readouterr()
+        out = tmp_path / track
+        assert main(["predict", "--checkpoint", str(run), "--dir", str(pngs), "--json", "--track", track,
+                     "--explain", str(out), "--method", "saliency"]) == 0
+        rows = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+        recs[track] = [json.loads((out / f"img{i}.json").read_text()) for i in range(3)]
+        maps[track] = np.stack([np.load(out / f"img{i}.npy", allow_pickle=False) for i in range(3)])
+        for rec in recs[track]:
+            probs = rows[rec["image"]]["probabilities"]
+            best = max(probs, key=probs.get)
+            assert rec["output"]["name"] == best and rec["output"]["chosen"] == "most probable output"
+            assert rec["output"]["index"] == list(FINDINGS).index(best)
+            assert rec["output"]["probability"] == probs[best] and "p_abnormal" not in rec
+    np.testing.assert_allclose(maps["numpy"], maps["torch"], rtol=1e-4, atol=1e-5 * np.abs(maps["torch"]).max())
+    assert np.any(maps["numpy"] != 0)
+
+
+def test_findings_target_by_name_explains_that_finding(findings_run, tmp_path):
+    from chexvision import checkpoint as ckpt
+    from chexvision.data import load_image
+    from chexvision.evaluate import load_engine, load_standardizer
+    from chexvision.predict import model_inputs
+    from numpy_nn.explain import GradCAM
+
+    run, pngs = findings_run
+    out = tmp_path / "maps"
+    assert main(["predict", "--checkpoint", str(run), "--dir", str(pngs), "--explain", str(out),
+                 "--target", "cardiomegaly"]) == 0
+    rec = json.loads((out / "img2.json").read_text())
+    assert rec["output"]["name"] == "cardiomegaly" and rec["output"]["index"] == 2
+    assert rec["output"]["chosen"] == "--target" and rec["method"] == "gradcam"
+    assert rec["output"]["verdict"] in ("flagged", "not flagged")
+    checkpoint = ckpt.load_checkpoint(run)
+    engine = load_engine(checkpoint, "numpy")
+    x = model_inputs(engine, load_standardizer(checkpoint), load_image(pngs / "img2.png", 16)[None],
+                     checkpoint.model_spec)
+    expected = GradCAM(engine.model, rec["layer"]).attribute(x, target=2)[0, 0]
+    np.testing.assert_array_equal(np.load(out / "img2.npy", allow_pickle=False), expected.astype(np.float64))

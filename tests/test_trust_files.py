@@ -261,3 +261,25 @@ def test_a_run_that_stopped_before_its_first_checkpoint_can_be_started_again(tmp
     (d / ".history.json.abcd1234.tmp").write_text("half")
     assert train(d) == 0
     assert (d / "last").is_dir() and not (d / ".history.json.abcd1234.tmp").exists()
+
+
+def test_findings_evaluate_and_predict_out_follow_the_same_rules(tmp_path, capsys):
+    """--task findings writes through its own report writer: the same ownership rules hold."""
+    from PIL import Image
+
+    r = tmp_path / "f"
+    assert main(["train", *SMALL, "--task", "findings", "--epochs", "1", "--pos-weight", "auto", "--out", str(r)]) == 0
+    d = user_folder(tmp_path / "d")
+    before = snapshot(d)
+    ev = ["evaluate", "--checkpoint", str(r), "--out", str(d), "--n-boot", "10", "--no-progress"]
+    assert main(ev) == 2
+    one_line_error(capsys, "--force")
+    assert snapshot(d) == before
+    e = tmp_path / "e"
+    assert main([*ev[:4], str(e), *ev[5:]]) == 0 and main([*ev[:4], str(e), *ev[5:], "--split", "val"]) == 0
+    assert not (e / "test_scores.npy").exists()  # ours, pruned; nothing else touched
+    img = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(img)
+    for name in ("p.csv", "p.json"):
+        pr = ["predict", "--checkpoint", str(r), "--image", str(img), "--out", str(tmp_path / name)]
+        assert main(pr) == 0 and main(pr) == 0  # our own findings output is replaced without --force

@@ -23,6 +23,7 @@ SECTIONS = {
     "mlp": "chexvision.bench.mlp",
     "preprocess": "chexvision.bench.preprocess",
     "conv": "chexvision.bench.conv",
+    "densenet": "chexvision.bench.densenet",
 }
 
 

@@ -5,6 +5,9 @@ Rows:
 * a 3×3, stride 1, padding 1 convolution of a (64, 16, 64, 64) float32 batch to 32 channels:
   forward, backward (input and weight gradients) and both, NumPy (im2col + one matrix product,
   ``numpy_nn.conv.Conv2d``) vs ``torch.nn.functional.conv2d`` with autograd, timed in the same run;
+* DenseNet-121's layer shapes at batch 16, 224×224 (``DENSENET_CASES``: its 3×3 128→32 and 1×1
+  convolutions, the 7×7/2 stem, BatchNorm2d in training mode, the 2×2 average pool and the 3×3/2
+  max-pool), forward and forward + backward, NumPy vs the torch layer with the same weights;
 * one training epoch of the CNN over 10,000 synthetic 64×64 images (batch 128, BCE, Adam) per
   track; with ``--quick`` a few batches are timed and the epoch extrapolated (the row says so).
 
@@ -21,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-TITLE = "conv: NumPy im2col Conv2d vs torch, and one CNN epoch (10,000 images 64x64)"
+TITLE = "conv: NumPy Conv2d vs torch, DenseNet-121 layer shapes, and one CNN epoch (10,000 images 64x64)"
 
 CONV_SHAPE = (64, 16, 64, 64)  # (N, C_in, H, W)
 CONV_OUT = 32
@@ -120,6 +123,75 @@ def _conv_rows(quick: bool) -> list[dict]:
     return rows
 
 
+# DenseNet-121's layer shapes at batch 16, 224×224 (issue 12): id -> (input shape, numpy layer,
+# torch layer), both built lazily. Most of DenseNet is 1×1 convolutions and 3×3 ones from 128 to 32
+# channels, each after a BatchNorm2d + ReLU; transitions average-pool by 2; the stem is a 7×7/2
+# convolution and a 3×3/2 max-pool.
+DENSENET_CASES = {
+    "dense conv3x3 128->32": ((16, 128, 56, 56), lambda nn_: nn_.Conv2d(128, 32, 3, padding=1, bias=False)),
+    "dense conv1x1 256->128": ((16, 256, 28, 28), lambda nn_: nn_.Conv2d(256, 128, 1, bias=False)),
+    "stem conv7x7/2 3->64": ((16, 3, 224, 224), lambda nn_: nn_.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)),
+    "BatchNorm2d train": ((16, 256, 56, 56), lambda nn_: nn_.BatchNorm2d(256)),
+    "AvgPool2d(2)": ((16, 128, 56, 56), lambda nn_: nn_.AvgPool2d(2)),
+    "MaxPool2d(3,2,1)": ((16, 64, 112, 112), lambda nn_: nn_.MaxPool2d(3, 2, 1)),
+}
+
+
+def _densenet_layer_rows(quick: bool) -> list[dict]:
+    """Forward, and forward + backward (input and parameter gradients), of each DenseNet-shaped
+    layer, NumPy against torch with the same weights, timed interleaved in the same run."""
+    import numpy_nn
+
+    repeats = 3 if quick else 7
+    rows = []
+    for case, (shape, make) in DENSENET_CASES.items():
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(shape, dtype=np.float32)
+        layer = make(numpy_nn)
+        g = rng.standard_normal(layer(x).shape, dtype=np.float32)
+
+        def np_both(layer=layer, x=x, g=g):
+            layer.zero_grad()
+            layer(x)
+            layer.backward(g)
+
+        timers = {("numpy", "forward"): _timed(lambda layer=layer, x=x: layer(x)),
+                  ("numpy", "forward+backward"): _timed(np_both)}
+        if _have_torch():
+            import torch
+
+            from torch_ref.exchange import numpy_to_torch
+
+            t_layer = make(torch.nn)
+            if list(layer.state_dict()):
+                numpy_to_torch(layer, t_layer)
+            xt, gt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(g)
+
+            def t_fwd(t_layer=t_layer, xt=xt):
+                with torch.no_grad():
+                    t_layer(xt)
+
+            def t_both(t_layer=t_layer, xt=xt, gt=gt):
+                xt.grad = None
+                t_layer.zero_grad()
+                t_layer(xt).backward(gt)
+
+            timers.update({("torch", "forward"): _timed(t_fwd), ("torch", "forward+backward"): _timed(t_both)})
+        med = _interleaved_medians(timers, repeats)
+        for part in ("forward", "forward+backward"):
+            t_np, t_t = med[("numpy", part)], med.get(("torch", part))
+            rows.append({
+                "case": f"{case} {part}",
+                "shape": "(" + ",".join(map(str, shape)) + ")",
+                "numpy": 1e3 * t_np,
+                "torch": None if t_t is None else 1e3 * t_t,
+                "unit": "ms",
+                "numpy/torch": None if t_t is None else t_np / t_t,
+                "note": f"median of {repeats}, interleaved",
+            })
+    return rows
+
+
 def _synthetic_batches(count: int, dtype=np.float32):
     rng = np.random.default_rng(1)
     return [
@@ -195,4 +267,4 @@ def _epoch_rows(quick: bool) -> list[dict]:
 
 
 def run(quick: bool) -> list[dict]:
-    return _conv_rows(quick) + _epoch_rows(quick)
+    return _conv_rows(quick) + _densenet_layer_rows(quick) + _epoch_rows(quick)

@@ -124,7 +124,7 @@ PARTS: list[tuple[str, list[Concept]]] = [
     ]),
     ("Metrics", [
         Concept("Metrics and reports", "Checked against scikit-learn and brute-force references in the parity "
-                "suite.", files=("chexvision/metrics.py", "chexvision/thresholds.py",
+                "suite.", files=("chexvision/metrics.py", "chexvision/metrics_checks.py", "chexvision/thresholds.py",
                                   "chexvision/bootstrap.py", "chexvision/report.py", "chexvision/plots.py")),
     ]),
     ("Inference", [

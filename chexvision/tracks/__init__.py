@@ -59,18 +59,36 @@ def model_spec(model: str, image_size: int, hidden=(), dropout: float = 0.0, cha
     if model == "cnn":
         return {"kind": "cnn", "in_channels": 1, "out_features": int(out_features), "channels": [int(c) for c in channels],
                 "dropout": float(dropout), "image_size": int(image_size)}
-    raise UserError(f"unknown model {model!r}; choose mlp or cnn")
+    if model == "densenet121":
+        from ..densenet import densenet_spec
+
+        return densenet_spec(image_size, out_features, dropout)
+    raise UserError(f"unknown model {model!r}; choose mlp, cnn or densenet121")
 
 
 def layout(spec: dict) -> str:
-    """Batch layout for ``BatchLoader``: flat (N, H·W) for the MLP, (N, 1, H, W) for the CNN."""
-    return "nchw" if spec["kind"] == "cnn" else "flat"
+    """Batch layout for ``BatchLoader``: flat (N, H·W) for the MLP, (N, 1, H, W) for the CNN and DenseNet."""
+    return "flat" if spec["kind"] == "mlp" else "nchw"
+
+
+def fit_standardizer(spec: dict, images, idx):
+    """The input scaling a model kind reads: per-pixel statistics of the training images, or, for
+    DenseNet-121, the fixed x / 255 its ImageNet normalisation starts from (``chexvision.densenet``)."""
+    if spec["kind"] == "densenet121":
+        from ..densenet import pixel_standardizer
+
+        return pixel_standardizer(spec["image_size"])
+    from ..data import Standardizer
+
+    return Standardizer.fit(images, idx)
 
 
 def describe(spec: dict) -> str:
     if spec["kind"] == "mlp":
         widths = [spec["in_features"], *spec["hidden"], spec["out_features"]]
         return f"mlp {'-'.join(map(str, widths))} dropout={spec['dropout']}"
+    if spec["kind"] == "densenet121":
+        return f"densenet121 drop_rate={spec['drop_rate']} (gray repeated to RGB, ImageNet normalisation)"
     return f"cnn channels={'-'.join(map(str, spec['channels']))} dropout={spec['dropout']}"
 
 

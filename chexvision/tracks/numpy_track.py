@@ -40,6 +40,10 @@ def make_model(spec: dict, dtype) -> numpy_nn.Module:
             raise UserError("--model cnn needs numpy_nn.models.CNN, which this version lacks; use --model mlp")
         return models.CNN(in_channels=spec["in_channels"], out_features=spec["out_features"],
                           channels=tuple(spec["channels"]), dropout=spec["dropout"], dtype=dtype)
+    if spec["kind"] == "densenet121":
+        from ..densenet import make_numpy_model
+
+        return make_numpy_model(spec, dtype)
     raise UserError(f"unknown model kind {spec['kind']!r} in the checkpoint config")
 
 
@@ -109,6 +113,12 @@ class Engine:
         for m in self.model.modules():
             if isinstance(m, Dropout):
                 m.generator = self.dropout_rng
+
+    def load_pretrained(self, source: str) -> None:
+        """Backbone weights from ``source`` (``imagenet``, a .pth or an .npz), a fresh classifier."""
+        from ..densenet import read_weights, with_backbone
+
+        self.model.load_state_dict(with_backbone(self.model_state(), read_weights(source), source), strict=True)
 
     def model_state(self) -> dict[str, np.ndarray]:
         return dict(self.model.state_dict())

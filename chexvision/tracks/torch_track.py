@@ -18,6 +18,7 @@ from torch_ref import models
 from torch_ref.exchange import numpy_to_torch, to_numpy_state, to_torch_state
 from torch_ref.layers import use_numpy_masks
 from torch_ref.losses import BCEWithLogitsLoss
+from torch_ref.regularization import penalty
 from torch_ref.training import train_step, weight_decay_groups
 
 from ..checkpoint import check_state_fits, flatten_state, unflatten_state
@@ -50,6 +51,10 @@ def make_model(spec: dict, dtype) -> torch.nn.Module:
             raise UserError("--model cnn needs torch_ref.models.CNN, which this version lacks; use --model mlp")
         return models.CNN(in_channels=spec["in_channels"], out_features=spec["out_features"],
                           channels=tuple(spec["channels"]), dropout=spec["dropout"], dtype=dtype)
+    if spec["kind"] == "densenet121":
+        from ..densenet_torch import make_torch_model
+
+        return make_torch_model(spec, dtype)
     raise UserError(f"unknown model kind {spec['kind']!r} in the checkpoint config")
 
 
@@ -105,6 +110,7 @@ class Engine:
         self.criterion = self.optimizer = self.scheduler = None
         self.reg_params: list = []
         self.l1 = self.l2 = 0.0
+        self.amp, self.scaler = False, None  # mixed precision, set by setup_training (CUDA only)
         self.dropout_rng = np.random.Generator(np.random.PCG64(0))  # used in lockstep only
 
     # -- model ------------------------------------------------------------------------------------
@@ -120,6 +126,12 @@ class Engine:
             torch.manual_seed(seed)
             model = make_model(self.spec, self.torch_dtype)
         self.model = model.to(self.device)
+
+    def load_pretrained(self, source: str) -> None:
+        """Backbone weights from ``source`` (``imagenet``, a .pth or an .npz), a fresh classifier."""
+        from ..densenet import read_weights, with_backbone
+
+        self.load_model_state(with_backbone(self.model_state(), read_weights(source), source), f"--pretrained {source}")
 
     def model_state(self) -> dict[str, np.ndarray]:
         return dict(to_numpy_state(self.model.state_dict()))
@@ -140,6 +152,11 @@ class Engine:
         self.scheduler = make_scheduler(self.optimizer, cfg, steps_per_epoch)
         self.reg_params = list(groups[0]["params"])  # the weights (the group with decay)
         self.l1, self.l2 = cfg.l1, cfg.l2
+        self.amp = bool(getattr(cfg, "amp", False))
+        if self.amp:
+            if self.device.type != "cuda" or self.lockstep:
+                raise UserError("--amp needs --device cuda and no --lockstep")
+            self.scaler = torch.amp.GradScaler("cuda")
 
     def begin_epoch(self, seed: int, epoch: int) -> None:
         self.model.train()
@@ -153,9 +170,25 @@ class Engine:
         target, weight = loss_targets(y.reshape(len(y), -1), self.dtype)
         target = self._to_tensor(target)
         self.criterion.weight = None if weight is None else self._to_tensor(weight)
+        if self.amp:
+            return self._amp_step(xt, target)
         data_loss, reg_loss = train_step(self.model, self.criterion, self.optimizer, xt, target,
                                          l1=self.l1, l2=self.l2, reg_params=self.reg_params)
         return float(data_loss), float(reg_loss)
+
+    def _amp_step(self, xt: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+        """``train_step`` under float16 autocast: convolutions and matrix products in half precision,
+        the loss in float32, the gradient scaled against float16 underflow and unscaled before Adam
+        (a step with inf/NaN gradients is skipped by the scaler). Not bit-comparable with the NumPy track."""
+        self.optimizer.zero_grad()
+        with torch.autocast(device_type="cuda", dtype=torch.float16):
+            logits = self.model(xt)
+        data_loss = self.criterion(logits.float(), target.reshape(logits.shape))  # (N, K), as train_step
+        reg_loss = penalty(self.reg_params, self.l1, self.l2)
+        self.scaler.scale(data_loss + reg_loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return float(data_loss.item()), float(reg_loss.item())
 
     def scheduler_step(self) -> None:
         if self.scheduler is not None:
@@ -188,6 +221,7 @@ class Engine:
             "dropout_rng": self.dropout_rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),  # uint8 tensor -> uint8 array
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "amp_scaler": self.scaler.state_dict() if self.amp else None,
         }
         return flatten_state(tree, "engine", to_array=_tensor_to_array)
 
@@ -200,3 +234,5 @@ class Engine:
         torch.set_rng_state(state["torch_rng"])
         if self.device.type == "cuda" and state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if self.amp and state.get("amp_scaler"):
+            self.scaler.load_state_dict(state["amp_scaler"])
