@@ -73,6 +73,7 @@ class TrainConfig:
     # -- run control ------------------------------------------------------------------------------
     seed: int = 0  # seeds init, batch order, augmentation and dropout (each a function of seed and epoch)
     patience: int = 0  # stop after this many epochs without a better validation AUC (0: never)
+    select_window: int = 3  # best/ = the epoch whose validation AUC averaged over the last N epochs is highest
     threshold: str = "youden"  # how the stored decision threshold is chosen on validation
 
     def __post_init__(self):
@@ -116,6 +117,8 @@ class TrainConfig:
             raise UserError(f"--warmup-epochs must be non-negative, got {self.warmup_epochs}")
         if self.patience < 0:
             raise UserError(f"--patience must be non-negative, got {self.patience}")
+        if self.select_window < 1:
+            raise UserError(f"--select-window must be at least 1, got {self.select_window}")
         if not self.hidden and self.model == "mlp":
             raise UserError("--hidden needs at least one width, e.g. --hidden 256,64")
         for name in ("hidden", "channels"):

@@ -181,6 +181,8 @@ def run_external(args) -> int:
     ex = split_metrics(scores, labels, threshold, n_boot=args.n_boot, seed=train.get("seed", 0), name=SPLIT_NAME)
     trained_on = checkpoint.data.get("data_dir") or checkpoint.data.get("dataset")
     notes = [n for n in ds.notes if "split" not in n]  # the external set is not split
+    if cfg.get("data_dir") and cfg.get("data_dir") == checkpoint.data.get("data_dir"):
+        notes.append("WARNING: this is the folder the run was trained on, so these are not external figures")
     result = {
         "schema": SCHEMA,
         "threshold": {"value": threshold, "source": source, "chosen_on": "the run's validation split"},

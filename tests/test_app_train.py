@@ -95,7 +95,10 @@ def test_history_is_complete_and_learns(numpy_run):
 
 def test_best_checkpoint_is_the_best_validation_auc(numpy_run):
     history = json.loads((numpy_run / "history.json").read_text())
-    best_epoch = 1 + int(np.argmax([h["val_auc"] for h in history]))  # first of ties, as "strictly better"
+    # the default rule: the highest validation AUC averaged over the last 3 epochs, first of ties
+    window = json.loads((numpy_run / "best" / ckpt.CONFIG_FILE).read_text())["train"]["select_window"]
+    aucs = [h["val_auc"] for h in history]
+    best_epoch = 1 + int(np.argmax([np.mean(aucs[max(0, i + 1 - window):i + 1]) for i in range(len(aucs))]))
     meta = json.loads((numpy_run / "best" / ckpt.META_FILE).read_text())
     assert meta["epoch"] == best_epoch and meta["val_auc"] == history[best_epoch - 1]["val_auc"]
     # the stored threshold is the one chosen on validation with the configured rule

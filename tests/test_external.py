@@ -123,3 +123,10 @@ def test_real_nih_trained_on_some_patients_validated_on_others(tmp_path):
     assert m["threshold"]["value"] == meta["threshold"]["value"]  # never evaluated: the training threshold
     # the real signal transfers to patients the run never saw (pneumonia vs no finding)
     assert m["external"]["roc_auc"] > 0.65
+
+
+def test_training_folder_is_flagged_as_not_external(setup):
+    root, run = setup
+    out = root / "same-folder"
+    assert _external(run, root / "nihA", "--cache", str(root / "cacheA"), "--out", str(out)) == 0
+    assert "WARNING: this is the folder the run was trained on" in (out / "REPORT.md").read_text()
