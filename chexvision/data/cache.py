@@ -30,207 +30,52 @@ are compacted when the build ends).
 kept and the same command resumes. Worker processes exit as soon as the main process dies, even
 by SIGKILL (``PR_SET_PDEATHSIG`` on Linux, and everywhere a thread waiting on the parent's
 sentinel), so a killed run leaves no process behind.
+
+The names and file helpers are in ``cache_files.py``, what the worker processes run in
+``cache_worker.py``; this module re-exports them.
 """
 
 from __future__ import annotations
 
-import csv
 import errno
-import io
 import json
 import math
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from numpy_nn.serialization import atomic_write
-
 from ..errors import EnvironmentFailure, UserError
-from .images import BadImage, decode
-from .listing import OUTSIDE, Listing, inside
+from .cache_files import (  # noqa: F401 - re-exported: the cache's names, as before the split
+    DECODER,
+    FORMAT,
+    IMAGES,
+    INDEX,
+    LOCK,
+    MANIFEST,
+    PARTIAL,
+    PLAN,
+    PROBLEMS,
+    PROGRESS,
+    REPORT,
+    VERSION,
+    CacheContents,
+    _Lock,
+    _read_csv,
+    _write_csv,
+    _write_json,
+    read_manifest,
+)
+from .cache_worker import _decode_chunk, _exit_with_parent, _read_progress, _worker_init, reason_kind  # noqa: F401
+from .listing import Listing
 from .splits import assign_splits
-
-FORMAT = "chexvision-cache"
-VERSION = 1
-# Bump when images.decode changes what it outputs: an old cache is then refused, not mixed.
-DECODER = "pillow-gray8-draft2x-reduce2x-lanczos-v1"
-
-MANIFEST, INDEX, IMAGES, REPORT = "cache.json", "index.csv", "images.npy", "bad_files.csv"
-PLAN, PARTIAL, PROGRESS, PROBLEMS, LOCK = (
-    "plan.csv", "images.partial.npy", "progress.jsonl", "listing_problems.csv", ".lock")
-
-
-@dataclass
-class CacheContents:
-    images: np.ndarray  # (N, S, S) uint8 memmap
-    paths: np.ndarray  # (N,) str
-    labels: np.ndarray  # (N,) int64
-    patients: np.ndarray  # (N,) str
-    splits: np.ndarray  # (N,) str, as written with manifest["split_settings"]
-    manifest: dict
-    findings: np.ndarray | None = None  # (N, K) int64 1 / 0 / -1 (--task findings), else None
-    finding_names: tuple[str, ...] = ()
-
-
-# -- small file helpers -------------------------------------------------------------------------
-
-def _write_csv(path: Path, header: list[str], rows) -> None:
-    buf = io.StringIO(newline="")
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    return rows[0], rows[1:]
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
-
-
-def read_manifest(cache_dir: Path) -> dict | None:
-    p = Path(cache_dir) / MANIFEST
-    if not p.is_file():
-        return None
-    try:
-        m = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"--cache {cache_dir}: {MANIFEST} is unreadable ({e}); delete the folder to rebuild") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise UserError(f"--cache {cache_dir}: {MANIFEST} is not a chexvision cache manifest")
-    return m
-
-
-class _Lock:
-    """An exclusive advisory lock on the cache folder (POSIX), released when the process dies."""
-
-    def __init__(self, cache_dir: Path):
-        self.path = cache_dir / LOCK
-        self.fd = None
-
-    def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; concurrent builds are the user's risk
-            return self
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = None
-            raise UserError(f"--cache {self.path.parent}: another chexvision process is building this cache") from None
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the flock
-        return False
-
-
-# -- progress log -------------------------------------------------------------------------------
-
-def _read_progress(path: Path) -> dict[int, list]:
-    """{chunk: [[row, reason], ...]} of finished chunks; a torn last line (a kill mid-write) is
-    cut off so later appends start on a clean line."""
-    done: dict[int, list] = {}
-    if not path.exists():
-        return done
-    data = path.read_bytes()
-    good = 0
-    for line in data.split(b"\n")[:-1]:  # the last piece is b"" or a torn line
-        try:
-            rec = json.loads(line)
-            done[int(rec["chunk"])] = rec["bad"]
-        except (ValueError, KeyError, TypeError):
-            break
-        good += len(line) + 1
-    if good != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good)
-    return done
-
-
-# -- the worker ---------------------------------------------------------------------------------
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """Make this worker die with the main process, however that one ends (even SIGKILL).
-
-    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``: the kernel kills us when the parent dies. Every
-    platform: a daemon thread waits on the parent's sentinel (a pipe end the parent holds open
-    on POSIX, its process handle on Windows) and exits the moment it closes.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # no libc prctl: the thread below still works
-            pass
-    if os.name == "posix" and os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-    import multiprocessing as mp
-    from multiprocessing.connection import wait as wait_for
-
-    parent = mp.parent_process()
-    if parent is not None and parent.sentinel is not None:
-        def watch():
-            wait_for([parent.sentinel])
-            os._exit(1)
-
-        threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def _worker_init(parent_pid: int) -> None:
-    """Workers leave Ctrl-C to the main process (which stops the pool cleanly) and die with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent(parent_pid)
-
-
-def _decode_chunk(task):
-    """(chunk, first_row, root, rel_paths, S) -> (chunk, (k, S, S) uint8, [[row, reason], ...]).
-
-    Each path is checked again here (the plan file could have been edited between runs): a path
-    resolving outside ``root`` is reported, never opened.
-    """
-    chunk, first, root, rels, size = task
-    out = np.zeros((len(rels), size, size), np.uint8)
-    bad = []
-    for j, rel in enumerate(rels):
-        f = os.path.join(root, rel)
-        if not inside(root, f):
-            bad.append([first + j, OUTSIDE])
-            continue
-        try:
-            out[j] = decode(f, size)
-        except BadImage as e:
-            bad.append([first + j, str(e)])
-    return chunk, out, bad
-
-
-def reason_kind(reason: str) -> str:
-    """A reason's category for the summary: "truncated file (...)" -> "truncated file"."""
-    kind = reason.split(":", 1)[0].split(" (", 1)[0].strip()
-    if kind.startswith("listed in") or "not found" in reason:
-        return "listed but missing"
-    return kind or "other"
-
 
 # -- building -----------------------------------------------------------------------------------
 
