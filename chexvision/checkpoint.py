@@ -377,20 +377,4 @@ def check_state_fits(expected: dict[str, tuple], state: dict[str, np.ndarray], s
     ``expected`` maps the model's state_dict names to shapes. Names missing or unexpected and
     shapes that differ are listed (the first few) in a ``UserError``.
     """
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k} {tuple(np.shape(state[k]))} vs {tuple(expected[k])}"
-        for k in expected
-        if k in state and tuple(np.shape(state[k])) != tuple(expected[k])
-    ]
-    if not (missing or unexpected or shapes):
-        return
-    parts = []
-    if shapes:
-        parts.append("shape checkpoint vs model: " + "; ".join(shapes[:3]) + (" ..." if len(shapes) > 3 else ""))
-    if missing:
-        parts.append("missing: " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
-    if unexpected:
-        parts.append("unexpected: " + ", ".join(unexpected[:4]) + (" ..." if len(unexpected) > 4 else ""))
-    raise UserError(f"{source} does not fit the model {model}: " + " | ".join(parts))
+    validate.check_names_and_shapes(expected, {k: np.shape(v) for k, v in state.items()}, source, model)

@@ -329,13 +329,25 @@ def write_evaluation(
     json_result = {**result, "val": _json_split(val), "test": _json_split(test)}
     metrics_text = json.dumps(_jsonable(json_result), indent=1, allow_nan=False) + "\n"
 
+    write_artifacts(run_dir, files, blobs, report_md, metrics_text, force)
+    return result
+
+
+def write_artifacts(run_dir: Path, files: list[str], blobs: dict, report_md: str, metrics_text: str,
+                    force: bool) -> None:
+    """Write an evaluation's files into ``run_dir``, each atomically, metrics.json last.
+
+    Before anything is written, ``outputs.claim_outputs`` refuses a same-named file that is not ours
+    (unless ``force``) and names the files an earlier evaluation of ours listed but this one does not
+    write: only those are removed, after the new files are in place (issue 10 §1).
+    """
     from .outputs import claim_outputs
 
-    stale = claim_outputs(run_dir, files, force)  # only files an earlier evaluation of ours listed
+    stale = claim_outputs(run_dir, files, force)
+    run_dir.mkdir(parents=True, exist_ok=True)
     for name, blob in blobs.items():
         atomic_write(run_dir / name, blob if callable(blob) else (lambda f, b=blob: f.write(b)))
     for name in stale:
         (run_dir / name).unlink(missing_ok=True)
     atomic_write(run_dir / "REPORT.md", lambda f: f.write(report_md.encode("utf-8")))
     atomic_write(run_dir / "metrics.json", lambda f: f.write(metrics_text.encode("utf-8")))
-    return result

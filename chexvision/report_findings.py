@@ -20,13 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from numpy_nn.serialization import atomic_write
-
 from . import plots
 from .errors import UserError
 from .metrics import UndefinedMetricWarning, roc_curve
 from .metrics_multilabel import check_multilabel, choose_thresholds, cluster_bootstrap_available, multilabel_metrics
-from .report import ALPHA, _jsonable, _npy_writer, _training_summary
+from .report import ALPHA, _jsonable, _npy_writer, _training_summary, write_artifacts
 
 SCHEMA = "chexvision.metrics.findings/1"
 
@@ -219,14 +217,5 @@ def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_sc
     result["files"] = files
     report_md = _report_markdown(result, names)
     metrics_text = json.dumps(_jsonable(result), indent=1, allow_nan=False) + "\n"
-    from .outputs import claim_outputs
-
-    stale = claim_outputs(run_dir, files, force)  # only files an earlier evaluation of ours listed (issue 10 §1)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name, blob in blobs.items():
-        atomic_write(run_dir / name, blob if callable(blob) else (lambda f, b=blob: f.write(b)))
-    for name in stale:
-        (run_dir / name).unlink(missing_ok=True)
-    atomic_write(run_dir / "REPORT.md", lambda f: f.write(report_md.encode("utf-8")))
-    atomic_write(run_dir / "metrics.json", lambda f: f.write(metrics_text.encode("utf-8")))
+    write_artifacts(run_dir, files, blobs, report_md, metrics_text, force)  # never replaces what is not ours
     return result

@@ -256,6 +256,27 @@ def check_optimizer_state(opt_state: dict, param_shapes: list[tuple], source: st
 
 
 # -- arrays --------------------------------------------------------------------------------------------
+def check_names_and_shapes(expected: dict[str, tuple], found: dict[str, tuple], source: str, model: str) -> None:
+    """One clear line when saved arrays (name -> shape) do not fit the model's (name -> shape).
+
+    Lists the first few shapes that differ, names missing and names unexpected, in a ``UserError``.
+    """
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [f"{k} {tuple(found[k])} vs {tuple(expected[k])}" for k in expected
+              if k in found and tuple(found[k]) != tuple(expected[k])]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if shapes:
+        parts.append("shape checkpoint vs model: " + "; ".join(shapes[:3]) + (" ..." if len(shapes) > 3 else ""))
+    if missing:
+        parts.append("missing: " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
+    if unexpected:
+        parts.append("unexpected: " + ", ".join(unexpected[:4]) + (" ..." if len(unexpected) > 4 else ""))
+    raise UserError(f"{source} does not fit the model {model}: " + " | ".join(parts))
+
+
 def expect_headers(expected: dict[str, tuple], source: str, model: str):
     """A ``check`` for ``numpy_nn.serialization.load``: names, shapes and dtypes before reading.
 
@@ -264,19 +285,8 @@ def expect_headers(expected: dict[str, tuple], source: str, model: str):
     """
 
     def check(headers: dict) -> None:
-        missing = [k for k in expected if k not in headers]
-        unexpected = [k for k in headers if k not in expected]
-        shapes = [f"{k} {headers[k][0]} vs {tuple(expected[k][0])}" for k in expected
-                  if k in headers and tuple(headers[k][0]) != tuple(expected[k][0])]
-        if missing or unexpected or shapes:
-            parts = []
-            if shapes:
-                parts.append("shape checkpoint vs model: " + "; ".join(shapes[:3]) + (" ..." if len(shapes) > 3 else ""))
-            if missing:
-                parts.append("missing: " + ", ".join(missing[:4]) + (" ..." if len(missing) > 4 else ""))
-            if unexpected:
-                parts.append("unexpected: " + ", ".join(unexpected[:4]) + (" ..." if len(unexpected) > 4 else ""))
-            raise UserError(f"{source} does not fit the model {model}: " + " | ".join(parts))
+        check_names_and_shapes({k: e[0] for k, e in expected.items()}, {k: h[0] for k, h in headers.items()},
+                               source, model)
         for k, (_, dtype) in headers.items():
             _check_dtype(dtype, np.dtype(expected[k][1]).kind in "iu", source, k)
 
