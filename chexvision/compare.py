@@ -31,6 +31,7 @@ import numpy as np
 
 from .config import DEFAULTS, MODELS, OPTIMIZERS, TrainConfig, parse_hidden
 from .errors import UserError
+from .outputs import claim_compare_outputs
 
 HELP = "train both tracks in lockstep from one seed; record and plot how far their weights drift apart"
 
@@ -59,6 +60,8 @@ _EXPECT = [
     'batches. --threads 1 gives steadier timings on a busy machine.',
 ]
 EXPECT = "\n\n".join(textwrap.fill(p, 96) for p in _EXPECT)
+
+MAX_STEPS = 100_000  # a bound on the run; the default 200 steps take minutes on 2 cores
 
 # measured: `python -m chexvision compare` with every default (float64, 200 steps, synthetic data)
 DEFAULT_DURATION = ("2.8 min of CPU time: about 3 min on an idle 2-core machine, 16 min measured on a heavily "
@@ -108,7 +111,10 @@ def add_arguments(p) -> None:
     g.add_argument("--no-progress", action="store_true",
                    help="no progress lines on stderr (default: steps done, elapsed and ETA)")
     g.add_argument("--out", metavar="DIR", default="runs/compare",
-                   help="where compare.json and the plots go (default: runs/compare)")
+                   help="where compare.json and the plots go (default: runs/compare); files of the same names "
+                        "that an earlier compare did not write are refused")
+    g.add_argument("--force", action="store_true",
+                   help="replace same-named files in --out even if an earlier compare did not write them")
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -118,8 +124,8 @@ def run(args) -> int:
     except ImportError:
         raise UserError("compare trains the NumPy and the torch track side by side and needs PyTorch "
                         "(pip install torch); train, evaluate and predict with the NumPy track need nothing") from None
-    if args.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    if not 1 <= args.steps <= MAX_STEPS:
+        raise UserError(f"--steps must be between 1 and {MAX_STEPS:,}, got {args.steps}")
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     tolerance = TOLERANCE[args.dtype] if args.tolerance is None else args.tolerance
@@ -131,8 +137,7 @@ def run(args) -> int:
                       augment=args.augment, seed=args.seed, device=args.device)
     perturb = _parse_perturb(args.perturb)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a directory")
+    claim_compare_outputs(out, getattr(args, "force", False))  # before the (long) run: nothing of the user's is replaced
 
     result = lockstep(cfg, args, args.steps, perturb, tolerance, progress=not getattr(args, "no_progress", False))
     out.mkdir(parents=True, exist_ok=True)

@@ -249,3 +249,33 @@ def _check_parents(folder: Path, flag: str, named: Path | None = None) -> None:
         p = p.parent
     if p.exists() and not p.is_dir():
         raise UserError(f"{flag} {named or folder}: {p} is a file, not a folder")
+
+
+# -- compare's folder -----------------------------------------------------------------------------------
+COMPARE_FILES = ("compare.json", "divergence.png", "losses.png", "timing.png")  # what a compare writes into --out
+
+
+def claim_compare_outputs(out: Path, force: bool) -> None:
+    """Refuse (one line) an ``--out`` whose compare.json / plots were not written by an earlier compare.
+
+    Ours: ``compare.json`` is a regular file holding our ``config`` and ``verdict`` objects (issue 10 §1).
+    """
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    present = [n for n in COMPARE_FILES if (out / n).exists() or (out / n).is_symlink()]
+    in_the_way = [n for n in present if (out / n).is_dir() or (out / n).is_symlink()]
+    if in_the_way:
+        raise UserError(f"--out {out}: {', '.join(in_the_way)} is a folder or a link; nothing was written")
+    if present and not force and not _compare_json_is_ours(out / "compare.json"):
+        raise UserError(f"--out {out}: {', '.join(present)} already exist and were not written by an earlier "
+                        "compare; choose another folder, or pass --force to replace them")
+
+
+def _compare_json_is_ours(path: Path) -> bool:
+    try:
+        if not path.is_file() or path.stat().st_size > 256 << 20:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("config"), dict) and isinstance(data.get("verdict"), dict)

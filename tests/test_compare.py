@@ -74,6 +74,7 @@ def test_float32_divergence_is_finite_nonzero_and_small(tmp_path):
     (["--perturb", "layers.9.weight:1e-3"], "no tensor or layer"),
     (["--perturb", "layers.0.weight"], "LAYER:EPS"),
     (["--steps", "0"], "--steps"),
+    (["--steps", "1000000000000"], "--steps"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, bad, message):
     assert main(["compare", *SMALL, "--out", str(tmp_path / "x"), *bad]) == 2
@@ -88,3 +89,21 @@ def test_cnn_lockstep_compares_parameters_and_batchnorm_buffers(tmp_path):
     assert "head.weight" in names
     assert all(result["max_abs"][n][0] == 0.0 for n in names)
     assert largest(result) < 1e-9
+
+
+def test_out_never_replaces_files_that_an_earlier_compare_did_not_write(tmp_path, capsys):
+    """Issue 10 §1: a user's same-named files in --out are refused before the run, byte for byte kept."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "compare.json").write_text("{}")
+    (out / "losses.png").write_bytes(b"my picture")
+    assert main(["compare", *SMALL, "--steps", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (out / "compare.json").read_text() == "{}" and (out / "losses.png").read_bytes() == b"my picture"
+    assert sorted(p.name for p in out.iterdir()) == ["compare.json", "losses.png"]
+    # --force replaces them; then a second compare into its own folder needs no --force
+    assert main(["compare", *SMALL, "--steps", "2", "--out", str(out), "--force"]) == 0
+    assert (out / "losses.png").read_bytes().startswith(PNG)
+    assert main(["compare", *SMALL, "--steps", "2", "--out", str(out)]) == 0
+    assert json.loads((out / "compare.json").read_text())["config"]["steps"] == 2
