@@ -176,23 +176,10 @@ def output_metrics(yk: np.ndarray, sk: np.ndarray, threshold: float, n_masked: i
 
 
 def _default_ci(y, s, n_boot, seed, groups):
-    """``bootstrap_auc_ci``, resampling patients (the cluster bootstrap) when ids are given and the
-    installed ``chexvision.bootstrap`` offers it; images otherwise."""
-    import inspect
-
+    """``bootstrap_auc_ci``: patients resampled (the cluster bootstrap) when ids are given, images otherwise."""
     from . import bootstrap
 
-    if groups is not None and "groups" in inspect.signature(bootstrap.bootstrap_auc_ci).parameters:
-        return bootstrap.bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed, groups=groups)
-    return bootstrap.bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
-
-
-def cluster_bootstrap_available() -> bool:
-    import inspect
-
-    from . import bootstrap
-
-    return "groups" in inspect.signature(bootstrap.bootstrap_auc_ci).parameters
+    return bootstrap.bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed, groups=groups)
 
 
 def multilabel_metrics(y_true, y_score, thresholds, names=None, *, n_boot: int = 0, seed: int = 0,
@@ -203,7 +190,7 @@ def multilabel_metrics(y_true, y_score, thresholds, names=None, *, n_boot: int =
         thresholds: (K,) per-output thresholds (chosen on validation).
         n_boot: bootstrap resamples for each output's AUC interval (0: none).
         ci: ``fn(y, s, n_boot, seed, groups) -> (lo, hi)`` (default ``bootstrap.bootstrap_auc_ci``,
-            patients resampled when ``groups`` are given and the cluster bootstrap is available).
+            patients resampled when ``groups`` are given).
         groups: (N,) patient ids, or None (images resampled).
 
     Returns:

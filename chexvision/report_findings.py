@@ -23,7 +23,7 @@ import numpy as np
 from . import plots
 from .errors import UserError
 from .metrics import UndefinedMetricWarning, roc_curve
-from .metrics_multilabel import check_multilabel, choose_thresholds, cluster_bootstrap_available, multilabel_metrics
+from .metrics_multilabel import check_multilabel, choose_thresholds, multilabel_metrics
 from .report import ALPHA, _jsonable, _npy_writer, _training_summary, write_artifacts
 
 SCHEMA = "chexvision.metrics.findings/1"
@@ -196,7 +196,7 @@ def write_findings_evaluation(run_dir, *, names, val_scores, val_labels, test_sc
         "prevalence": {sp: split_prevalence(lab, names) for sp, lab in
                        (("train", train_labels), ("val", vy), ("test", ty)) if lab is not None},
         "bootstrap": {"n_boot": n_boot, "alpha": ALPHA, "seed": seed, "method": "percentile, " + (
-            "patients resampled (cluster bootstrap)" if val_groups is not None and cluster_bootstrap_available()
+            "patients resampled (cluster bootstrap)" if val_groups is not None
             else "images resampled")},
         "published": {"chexnet_test_auc": CHEXNET_AUC, "wang2017_test_auc": WANG2017_AUC, "note": PUBLISHED_NOTE},
         "training": _training_summary(history) if history else None,
