@@ -9,6 +9,7 @@ import pytest
 
 from chexvision import checkpoint as ckpt
 from chexvision.cli import main
+from tests.cli_checks import one_line_error
 from tests.test_no_torch import assert_ok, run_without_torch
 
 SMALL = ["--dataset", "synthetic", "--synthetic-size", "300", "--image-size", "16", "--batch-size", "32",
@@ -38,14 +39,6 @@ def pngs(runs, tmp_path_factory):
     for i, k in enumerate(ds.indices("test")[:3]):
         Image.fromarray(ds.images[k]).save(folder / f"img{i}.png")
     return folder
-
-
-def one_line_error(capsys, *needles):
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, err
-    return err
 
 
 def explain(run, pngs, out, *extra):

@@ -12,6 +12,7 @@ import pytest
 from chexvision.cli import main
 from chexvision.errors import UserError
 from chexvision.explain import choose_targets, compute_maps, output_names, parse_target
+from tests.cli_checks import one_line_error
 
 FINDINGS = ("opacity", "effusion", "cardiomegaly")  # chexvision.tasks.SYNTHETIC_FINDINGS
 
@@ -79,13 +80,6 @@ def binary_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("binary")
     assert main(["train", *SMALL, "--cache", str(root / "cache"), "--out", str(root / "run")]) == 0
     return root / "run", _pngs(root / "run", root / "pngs")
-
-
-def one_line_error(capsys, *needles):
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    for n in needles:
-        assert n in err, err
 
 
 def test_binary_target_is_abnormal_and_anything_else_is_refused(binary_run, tmp_path, capsys):

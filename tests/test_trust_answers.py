@@ -15,18 +15,10 @@ import pytest
 
 from chexvision import checkpoint as ckpt
 from chexvision.cli import main
+from tests.cli_checks import one_line_error
 
 SMALL = ["--dataset", "synthetic", "--synthetic-size", "300", "--image-size", "16", "--batch-size", "64",
          "--hidden", "8", "--no-progress", "--no-augment", "--no-evaluate"]  # training only (as before train evaluated)
-
-
-def one_line_error(capsys, *needles: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, f"expected one line on stderr, got:\n{err}"
-    assert "Traceback" not in err
-    for n in needles:
-        assert n in err, f"{n!r} not in {err!r}"
-    return err
 
 
 def strict_json(text: str):
